@@ -1,0 +1,313 @@
+// Tensors, data transfer, memory accounting, threads, devices and seeds. The operator call lives in
+// ops.cc, autograd in autograd.cc.
+#include "handle.h"
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <torch/version.h>
+
+#include <cstring>
+#include <unordered_map>
+
+namespace fngd {
+
+LiveStats& liveStats() {
+  static LiveStats s;
+  return s;
+}
+
+static int64_t handleBytes(const at::Tensor& t) {
+  return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+}
+
+void releaseHandle(Napi::Env env, TensorHandle* h) {
+  if (!h->t.defined()) return;
+  liveStats().tensors -= 1;
+  liveStats().bytes -= h->bytes;
+  Napi::MemoryManagement::AdjustExternalMemory(env, -h->bytes);
+  h->t.reset();
+  h->bytes = 0;
+}
+
+Napi::Value wrapTensor(Napi::Env env, at::Tensor t) {
+  if (!t.defined()) return env.Null();
+  auto* h = new TensorHandle{kTensorMagic, std::move(t), 0};
+  h->bytes = handleBytes(h->t);
+  liveStats().tensors += 1;
+  liveStats().bytes += h->bytes;
+  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
+  return Napi::External<TensorHandle>::New(env, h, [](Napi::Env env, TensorHandle* p) {
+    releaseHandle(env, p);
+    delete p;
+  });
+}
+
+const at::Tensor& unwrapTensor(const Napi::Value& v, const char* what) {
+  if (!v.IsExternal()) {
+    throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor, got " +
+                                            (v.IsNumber() ? "a number" : v.IsNull() || v.IsUndefined() ? "nothing" : "another value"));
+  }
+  auto* h = v.As<Napi::External<TensorHandle>>().Data();
+  if (h->magic != kTensorMagic) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor");
+  if (!h->t.defined()) {
+    throw Napi::Error::New(v.Env(), std::string(what) + ": tensor used after dispose()");
+  }
+  return h->t;
+}
+
+static const std::unordered_map<std::string, c10::ScalarType>& dtypeTable() {
+  static const std::unordered_map<std::string, c10::ScalarType> m = {
+      {"float32", at::kFloat}, {"float64", at::kDouble}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16},
+      {"int64", at::kLong},    {"int32", at::kInt},      {"int16", at::kShort},  {"int8", at::kChar},
+      {"uint8", at::kByte},    {"bool", at::kBool}};
+  return m;
+}
+
+c10::ScalarType parseDtype(Napi::Env env, const Napi::Value& v) {
+  if (v.IsString()) {
+    auto s = v.As<Napi::String>().Utf8Value();
+    auto it = dtypeTable().find(s);
+    if (it == dtypeTable().end())
+      throw Napi::TypeError::New(env, "unknown dtype '" + s + "' (use float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8, bool)");
+    return it->second;
+  }
+  if (v.IsNumber()) return static_cast<c10::ScalarType>(v.As<Napi::Number>().Int32Value());
+  throw Napi::TypeError::New(env, "dtype must be a string such as 'float32'");
+}
+
+const char* dtypeName(c10::ScalarType s) {
+  switch (s) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kLong: return "int64";
+    case at::kInt: return "int32";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
+    case at::kByte: return "uint8";
+    case at::kBool: return "bool";
+    default: return c10::toString(s);
+  }
+}
+
+c10::Device parseDevice(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsString()) throw Napi::TypeError::New(env, "device must be a string such as 'cpu' or 'cuda:0'");
+  auto s = v.As<Napi::String>().Utf8Value();
+  try {
+    return c10::Device(s);
+  } catch (const c10::Error&) {
+    throw Napi::TypeError::New(env, "unknown device '" + s + "' (use 'cpu', 'cuda' or 'cuda:N')");
+  }
+}
+
+// fromTypedArray(array, shape, dtype?, device?): copies JS memory into a new tensor. The source
+// dtype follows the typed array; `dtype` converts after the copy.
+static Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, "fromTypedArray", [&]() -> Napi::Value {
+    if (!info[0].IsTypedArray()) throw Napi::TypeError::New(env, "fromTypedArray: data must be a typed array");
+    auto arr = info[0].As<Napi::TypedArray>();
+    c10::ScalarType src;
+    switch (arr.TypedArrayType()) {
+      case napi_float32_array: src = at::kFloat; break;
+      case napi_float64_array: src = at::kDouble; break;
+      case napi_int32_array: src = at::kInt; break;
+      case napi_int16_array: src = at::kShort; break;
+      case napi_int8_array: src = at::kChar; break;
+      case napi_uint8_array: case napi_uint8_clamped_array: src = at::kByte; break;
+      case napi_bigint64_array: src = at::kLong; break;
+      default: throw Napi::TypeError::New(env, "fromTypedArray: unsupported typed array type");
+    }
+    if (!info[1].IsArray()) throw Napi::TypeError::New(env, "fromTypedArray: shape must be an array of integers");
+    auto shapeArr = info[1].As<Napi::Array>();
+    std::vector<int64_t> shape(shapeArr.Length());
+    int64_t numel = 1;
+    for (uint32_t i = 0; i < shapeArr.Length(); ++i) {
+      Napi::Value d = shapeArr[i];
+      if (!d.IsNumber()) throw Napi::TypeError::New(env, "fromTypedArray: shape entries must be integers");
+      double dv = d.As<Napi::Number>().DoubleValue();
+      if (dv < 0 || dv != static_cast<double>(static_cast<int64_t>(dv)))
+        throw Napi::TypeError::New(env, "fromTypedArray: shape entries must be non-negative integers");
+      shape[i] = static_cast<int64_t>(dv);
+      numel *= shape[i];
+    }
+    if (numel != static_cast<int64_t>(arr.ElementLength()))
+      throw Napi::RangeError::New(env, "fromTypedArray: shape [" + c10::Join(",", shape) + "] holds " + std::to_string(numel) +
+                                           " elements but the data has " + std::to_string(arr.ElementLength()));
+    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(src));
+    const uint8_t* data = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    std::memcpy(t.data_ptr(), data, arr.ByteLength());
+    if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+      auto dt = parseDtype(env, info[2]);
+      if (dt != src) t = t.to(dt);
+    }
+    if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) {
+      auto dev = parseDevice(env, info[3]);
+      if (dev != t.device()) t = t.to(dev);
+    }
+    return wrapTensor(env, std::move(t));
+  });
+}
+
+// toTypedArray(t): a copy of the data, on the CPU, contiguous. float16/bfloat16 come back as float32.
+static Napi::Value ToTypedArray(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, "toTypedArray", [&]() -> Napi::Value {
+    at::Tensor t = unwrapTensor(info[0], "toTypedArray").detach();
+    if (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16) t = t.to(at::kFloat);
+    t = t.to(at::kCPU).contiguous();
+    size_t bytes = t.numel() * t.element_size();
+    auto buf = Napi::ArrayBuffer::New(env, bytes);
+    if (bytes) std::memcpy(buf.Data(), t.data_ptr(), bytes);
+    size_t n = t.numel();
+    switch (t.scalar_type()) {
+      case at::kFloat: return Napi::Float32Array::New(env, n, buf, 0);
+      case at::kDouble: return Napi::Float64Array::New(env, n, buf, 0);
+      case at::kLong: return Napi::TypedArrayOf<int64_t>::New(env, n, buf, 0, napi_bigint64_array);
+      case at::kInt: return Napi::Int32Array::New(env, n, buf, 0);
+      case at::kShort: return Napi::Int16Array::New(env, n, buf, 0);
+      case at::kChar: return Napi::Int8Array::New(env, n, buf, 0);
+      case at::kByte: case at::kBool: return Napi::Uint8Array::New(env, n, buf, 0);
+      default: throw Napi::TypeError::New(env, std::string("toTypedArray: unsupported dtype ") + dtypeName(t.scalar_type()));
+    }
+  });
+}
+
+static Napi::Value Item(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, "item", [&]() -> Napi::Value {
+    const at::Tensor& t = unwrapTensor(info[0], "item");
+    if (t.numel() != 1)
+      throw Napi::RangeError::New(env, "item: tensor has " + std::to_string(t.numel()) + " elements, expected exactly 1");
+    c10::Scalar s = t.item();
+    if (s.isBoolean()) return Napi::Boolean::New(env, s.toBool());
+    if (s.isIntegral(false)) return Napi::Number::New(env, static_cast<double>(s.toLong()));
+    return Napi::Number::New(env, s.toDouble());
+  });
+}
+
+static Napi::Value Shape(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const at::Tensor& t = unwrapTensor(info[0], "shape");
+  auto sizes = t.sizes();
+  auto arr = Napi::Array::New(env, sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
+  return arr;
+}
+
+static Napi::Value Dim(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(unwrapTensor(info[0], "dim").dim()));
+}
+
+static Napi::Value Numel(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(unwrapTensor(info[0], "numel").numel()));
+}
+
+static Napi::Value Dtype(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), dtypeName(unwrapTensor(info[0], "dtype").scalar_type()));
+}
+
+static Napi::Value DeviceOf(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), unwrapTensor(info[0], "device").device().str());
+}
+
+static Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
+  if (!info[0].IsExternal()) return Napi::Boolean::New(info.Env(), true);
+  return Napi::Boolean::New(info.Env(), !info[0].As<Napi::External<TensorHandle>>().Data()->t.defined());
+}
+
+static Napi::Value Dispose(const Napi::CallbackInfo& info) {
+  if (info[0].IsExternal() && info[0].As<Napi::External<TensorHandle>>().Data()->magic == kTensorMagic)
+    releaseHandle(info.Env(), info[0].As<Napi::External<TensorHandle>>().Data());
+  return info.Env().Undefined();
+}
+
+// Another handle onto the same tensor object (not a copy): lets JS keep a tensor past a scope
+// that will dispose the original handle.
+static Napi::Value Share(const Napi::CallbackInfo& info) {
+  return wrapTensor(info.Env(), unwrapTensor(info[0], "share"));
+}
+
+static Napi::Value Live(const Napi::CallbackInfo& info) {
+  auto o = Napi::Object::New(info.Env());
+  o.Set("tensors", Napi::Number::New(info.Env(), static_cast<double>(liveStats().tensors)));
+  o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(liveStats().bytes)));
+  return o;
+}
+
+static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
+    throw Napi::RangeError::New(env, "setNumThreads: expected a positive integer");
+  at::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+  return env.Undefined();
+}
+
+static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+
+static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "manualSeed: expected an integer seed");
+  at::manual_seed(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return env.Undefined();
+}
+
+static Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), at::hasCUDA());
+}
+
+static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0);
+}
+
+static Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, "synchronize", [&]() -> Napi::Value {
+    if (at::hasCUDA()) at::detail::getCUDAHooks().deviceSynchronize(at::detail::getCUDAHooks().current_device());
+    return env.Undefined();
+  });
+}
+
+static Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto o = Napi::Object::New(env);
+  o.Set("torchVersion", Napi::String::New(env, TORCH_VERSION));
+  o.Set("config", Napi::String::New(env, at::show_config()));
+  o.Set("parallel", Napi::String::New(env, at::get_parallel_info()));
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("fromTypedArray", Napi::Function::New(env, FromTypedArray));
+  exports.Set("toTypedArray", Napi::Function::New(env, ToTypedArray));
+  exports.Set("item", Napi::Function::New(env, Item));
+  exports.Set("shape", Napi::Function::New(env, Shape));
+  exports.Set("dim", Napi::Function::New(env, Dim));
+  exports.Set("numel", Napi::Function::New(env, Numel));
+  exports.Set("dtype", Napi::Function::New(env, Dtype));
+  exports.Set("device", Napi::Function::New(env, DeviceOf));
+  exports.Set("isDisposed", Napi::Function::New(env, IsDisposed));
+  exports.Set("dispose", Napi::Function::New(env, Dispose));
+  exports.Set("share", Napi::Function::New(env, Share));
+  exports.Set("live", Napi::Function::New(env, Live));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
+  exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize));
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
+  initOps(env, exports);
+  initAutograd(env, exports);
+  return exports;
+}
+
+}  // namespace fngd
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return fngd::Init(env, exports); }
+NODE_API_MODULE(fngd, InitModule)

@@ -1,0 +1,63 @@
+// Loads the libtorch addon (build/fngd.node, made by `npm run build:native`) and describes its
+// surface. Everything numeric goes through `callOp`; the rest is bookkeeping.
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** An opaque reference to a libtorch tensor owned by the addon. */
+export type Handle = object & { readonly __handle: unique symbol };
+/** An opaque reference to a libtorch random generator. */
+export type GeneratorHandle = object & { readonly __generator: unique symbol };
+
+export interface NativeAddon {
+  opHandle(name: string, overload: string): number;
+  opSchema(id: number): string;
+  callOp(id: number, ...args: unknown[]): unknown;
+  newGenerator(seed: number): GeneratorHandle;
+
+  fromTypedArray(data: ArrayBufferView, shape: number[], dtype?: string | null, device?: string | null): Handle;
+  toTypedArray(h: Handle): Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+  item(h: Handle): number | boolean;
+  shape(h: Handle): number[];
+  dim(h: Handle): number;
+  numel(h: Handle): number;
+  dtype(h: Handle): string;
+  device(h: Handle): string;
+  isDisposed(h: Handle): boolean;
+  dispose(h: Handle): void;
+  share(h: Handle): Handle;
+  live(): { tensors: number; bytes: number };
+
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  manualSeed(seed: number): void;
+  cudaAvailable(): boolean;
+  cudaDeviceCount(): number;
+  synchronize(): void;
+  buildInfo(): { torchVersion: string; config: string; parallel: string };
+
+  setRequiresGrad(h: Handle, on: boolean): void;
+  requiresGrad(h: Handle): boolean;
+  isLeaf(h: Handle): boolean;
+  getGrad(h: Handle): Handle | null;
+  setGrad(h: Handle, g: Handle | null): void;
+  backward(h: Handle, grad: Handle | null, retainGraph: boolean, createGraph: boolean): void;
+  grad(outputs: Handle[], inputs: Handle[], gradOutputs: (Handle | null)[] | null, retainGraph: boolean, createGraph: boolean, allowUnused: boolean): (Handle | null)[];
+  setGradEnabled(on: boolean): boolean;
+  isGradEnabled(): boolean;
+}
+
+const addonPath = fileURLToPath(new URL('../../../build/fngd.node', import.meta.url));
+if (!existsSync(addonPath)) {
+  throw new Error(`fngd: the native addon is missing (${addonPath}). Build it with \`npm run build:native\` ` +
+    '(needs Debian\'s libtorch-dev, or FNGD_LIBTORCH pointing at a libtorch folder).');
+}
+
+export const native: NativeAddon = createRequire(import.meta.url)(addonPath);
+
+// libtorch's own default on these machines is a single thread; use every core unless told otherwise.
+const threadsEnv = process.env.FNGD_NUM_THREADS;
+const threads = threadsEnv ? Number(threadsEnv) : availableParallelism();
+if (!Number.isInteger(threads) || threads < 1) throw new Error(`FNGD_NUM_THREADS must be a positive integer, got '${threadsEnv}'`);
+native.setNumThreads(threads);
