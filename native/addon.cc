@@ -22,39 +22,59 @@ static int64_t handleBytes(const at::Tensor& t) {
   return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
 }
 
-void releaseHandle(Napi::Env env, TensorHandle* h) {
-  if (!h->t.defined()) return;
-  liveStats().tensors -= 1;
-  liveStats().bytes -= h->bytes;
-  Napi::MemoryManagement::AdjustExternalMemory(env, -h->bytes);
-  h->t.reset();
-  h->bytes = 0;
+static std::unordered_map<int64_t, TensorHandle>& table() {
+  static std::unordered_map<int64_t, TensorHandle> t;
+  return t;
 }
+static int64_t nextId = 1;
 
 Napi::Value wrapTensor(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
-  auto* h = new TensorHandle{kTensorMagic, std::move(t), 0};
-  h->bytes = handleBytes(h->t);
+  int64_t bytes = handleBytes(t);
+  int64_t id = nextId++;
+  table().emplace(id, TensorHandle{std::move(t), bytes});
   liveStats().tensors += 1;
-  liveStats().bytes += h->bytes;
-  Napi::MemoryManagement::AdjustExternalMemory(env, h->bytes);
-  return Napi::External<TensorHandle>::New(env, h, [](Napi::Env env, TensorHandle* p) {
-    releaseHandle(env, p);
-    delete p;
-  });
+  liveStats().bytes += bytes;
+  Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return Napi::BigInt::New(env, id);
+}
+
+static bool idOf(const Napi::Value& v, int64_t* id) {
+  if (!v.IsBigInt()) return false;
+  bool lossless = false;
+  *id = v.As<Napi::BigInt>().Int64Value(&lossless);
+  return lossless;
+}
+
+const at::Tensor* findTensor(const Napi::Value& v) {
+  int64_t id;
+  if (!idOf(v, &id)) return nullptr;
+  auto it = table().find(id);
+  return it == table().end() ? nullptr : &it->second.t;
 }
 
 const at::Tensor& unwrapTensor(const Napi::Value& v, const char* what) {
-  if (!v.IsExternal()) {
+  int64_t id;
+  if (!idOf(v, &id)) {
     throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor, got " +
                                             (v.IsNumber() ? "a number" : v.IsNull() || v.IsUndefined() ? "nothing" : "another value"));
   }
-  auto* h = v.As<Napi::External<TensorHandle>>().Data();
-  if (h->magic != kTensorMagic) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected a Tensor");
-  if (!h->t.defined()) {
-    throw Napi::Error::New(v.Env(), std::string(what) + ": tensor used after dispose()");
-  }
-  return h->t;
+  auto it = table().find(id);
+  if (it == table().end()) throw Napi::Error::New(v.Env(), std::string(what) + ": tensor used after dispose()");
+  return it->second.t;
+}
+
+bool releaseTensor(Napi::Env env, const Napi::Value& v) {
+  int64_t id;
+  if (!idOf(v, &id)) return false;
+  auto it = table().find(id);
+  if (it == table().end()) return false;
+  int64_t bytes = it->second.bytes;
+  table().erase(it);
+  liveStats().tensors -= 1;
+  liveStats().bytes -= bytes;
+  Napi::MemoryManagement::AdjustExternalMemory(env, -bytes);
+  return true;
 }
 
 static const std::unordered_map<std::string, c10::ScalarType>& dtypeTable() {
@@ -215,20 +235,47 @@ static Napi::Value DeviceOf(const Napi::CallbackInfo& info) {
 }
 
 static Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
-  if (!info[0].IsExternal()) return Napi::Boolean::New(info.Env(), true);
-  return Napi::Boolean::New(info.Env(), !info[0].As<Napi::External<TensorHandle>>().Data()->t.defined());
+  return Napi::Boolean::New(info.Env(), findTensor(info[0]) == nullptr);
 }
 
 static Napi::Value Dispose(const Napi::CallbackInfo& info) {
-  if (info[0].IsExternal() && info[0].As<Napi::External<TensorHandle>>().Data()->magic == kTensorMagic)
-    releaseHandle(info.Env(), info[0].As<Napi::External<TensorHandle>>().Data());
-  return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), releaseTensor(info.Env(), info[0]));
 }
 
 // Another handle onto the same tensor object (not a copy): lets JS keep a tensor past a scope
 // that will dispose the original handle.
 static Napi::Value Share(const Napi::CallbackInfo& info) {
   return wrapTensor(info.Env(), unwrapTensor(info[0], "share"));
+}
+
+// arm(obj, id): the GC safety net. When `obj` (the JS Tensor) is collected without dispose(),
+// its tensor is freed. disarm(obj) removes the net at once, so disposed tensors leave nothing
+// behind (no weak cells piling up on the JS heap).
+static Napi::Value Arm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t* id = new int64_t(0);
+  bool lossless = false;
+  *id = info[1].As<Napi::BigInt>().Int64Value(&lossless);
+  napi_status st = napi_wrap(env, info[0], id, [](napi_env e, void* data, void*) {
+    int64_t* p = static_cast<int64_t*>(data);
+    Napi::Env env(e);
+    releaseTensor(env, Napi::BigInt::New(env, *p));
+    delete p;
+  }, nullptr, nullptr);
+  if (st != napi_ok) {
+    delete id;
+    throw Napi::Error::New(env, "arm: napi_wrap failed");
+  }
+  return env.Undefined();
+}
+
+// disposeArmed(obj, id): frees the tensor now and removes its safety net.
+static Napi::Value DisposeArmed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool was = releaseTensor(env, info[1]);
+  void* data = nullptr;
+  if (napi_remove_wrap(env, info[0], &data) == napi_ok) delete static_cast<int64_t*>(data);
+  return Napi::Boolean::New(env, was);
 }
 
 static Napi::Value Live(const Napi::CallbackInfo& info) {
@@ -294,6 +341,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("isDisposed", Napi::Function::New(env, IsDisposed));
   exports.Set("dispose", Napi::Function::New(env, Dispose));
   exports.Set("share", Napi::Function::New(env, Share));
+  exports.Set("arm", Napi::Function::New(env, Arm));
+  exports.Set("disposeArmed", Napi::Function::New(env, DisposeArmed));
   exports.Set("live", Napi::Function::New(env, Live));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));

@@ -28,6 +28,9 @@ Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info) {
   return guard(env, "requiresGrad", [&]() -> Napi::Value {
     at::Tensor t = unwrapTensor(info[0], "requiresGrad");
     if (!info[1].IsBoolean()) throw Napi::TypeError::New(env, "requiresGrad: expected a boolean");
+    if (!t.is_leaf())
+      throw Napi::Error::New(env, "requiresGrad: only leaf tensors can change requiresGrad; this one is computed "
+                                  "(a non-leaf); use detach() to cut it from the graph");
     t.set_requires_grad(info[1].As<Napi::Boolean>().Value());
     return env.Undefined();
   });

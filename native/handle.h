@@ -12,11 +12,12 @@ namespace fngd {
 
 // One JS-visible reference to a libtorch tensor. JS owns it through a Napi::External; `dispose()`
 // resets the tensor early, the External's finalizer is only the safety net.
-constexpr uint32_t kTensorMagic = 0x7e45042a;
 constexpr uint32_t kGeneratorMagic = 0x6e4e5247;
 
+// JS refers to a tensor by a BigInt id into this table. Ids are never reused, so a stale id is
+// reported as use-after-dispose instead of silently aliasing a newer tensor; disposing erases the
+// entry at once (no finalizer bookkeeping piles up during long synchronous loops).
 struct TensorHandle {
-  uint32_t magic = kTensorMagic;  // the first field of every External this addon makes
   at::Tensor t;
   int64_t bytes = 0;  // what this handle reported to V8 and to the live counter
 };
@@ -27,11 +28,15 @@ struct LiveStats {
 };
 LiveStats& liveStats();
 
-// Wrap a (defined) tensor for JS; undefined tensors become null.
+// Register a (defined) tensor and return its id as a BigInt; undefined tensors become null.
 Napi::Value wrapTensor(Napi::Env env, at::Tensor t);
-// The tensor behind a handle; throws a JS-facing error if the value is not a handle or was disposed.
+// The tensor behind an id; throws a JS-facing error naming `what` if the value is not a tensor id
+// or the tensor was disposed.
 const at::Tensor& unwrapTensor(const Napi::Value& v, const char* what);
-void releaseHandle(Napi::Env env, TensorHandle* h);
+// Null when `v` is not a live tensor id.
+const at::Tensor* findTensor(const Napi::Value& v);
+// Frees the tensor behind `v` if it is live; returns whether it was.
+bool releaseTensor(Napi::Env env, const Napi::Value& v);
 
 // Runs `body`, turning libtorch and C++ exceptions into JS exceptions with `context` in front.
 template <typename F>

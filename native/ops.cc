@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <sstream>
+#include <unordered_map>
 
 namespace fngd {
 
@@ -37,6 +38,11 @@ struct OpEntry {
 std::vector<OpEntry>& registry() {
   static std::vector<OpEntry> r;
   return r;
+}
+
+std::unordered_map<std::string, uint32_t>& idsByName() {
+  static std::unordered_map<std::string, uint32_t> m;
+  return m;
 }
 
 Kind kindOf(const c10::TypePtr& t) {
@@ -76,7 +82,8 @@ std::string describe(const Napi::Value& v) {
   if (v.IsNumber()) return "number " + std::to_string(v.As<Napi::Number>().DoubleValue());
   if (v.IsBoolean()) return "boolean";
   if (v.IsString()) return "string '" + v.As<Napi::String>().Utf8Value() + "'";
-  if (v.IsExternal()) return "Tensor";
+  if (v.IsBigInt()) return "Tensor";
+  if (v.IsExternal()) return "Generator";
   if (v.IsArray()) return "array";
   return "object";
 }
@@ -104,10 +111,10 @@ c10::IValue convert(Napi::Env env, const OpEntry& op, const ArgPlan& a, const Na
   }
   switch (a.kind) {
     case Kind::Tensor: {
-      if (!v.IsExternal() || v.As<Napi::External<TensorHandle>>().Data()->magic != kTensorMagic) badArg(env, op, a, v);
-      auto* h = v.As<Napi::External<TensorHandle>>().Data();
-      if (!h->t.defined()) throw Napi::Error::New(env, op.name + ": argument '" + a.name + "' is a tensor used after dispose()");
-      return h->t;
+      if (!v.IsBigInt()) badArg(env, op, a, v);
+      const at::Tensor* t = findTensor(v);
+      if (t == nullptr) throw Napi::Error::New(env, op.name + ": argument '" + a.name + "' is a tensor used after dispose()");
+      return *t;
     }
     case Kind::Int: return toInt(env, op, a, v);
     case Kind::Float:
@@ -250,6 +257,8 @@ Napi::Value OpHandle(const Napi::CallbackInfo& info) {
   std::string overload = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "";
   if (name.find("::") == std::string::npos) name = "aten::" + name;
   std::string full = overload.empty() ? name : name + "." + overload;
+  auto known = idsByName().find(full);
+  if (known != idsByName().end()) return Napi::Number::New(env, known->second);
   auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
   if (!handle) {
     throw Napi::Error::New(env, "unknown operator '" + full + "'");
@@ -268,6 +277,7 @@ Napi::Value OpHandle(const Napi::CallbackInfo& info) {
     e.args.push_back(std::move(p));
   }
   registry().push_back(std::move(e));
+  idsByName().emplace(full, static_cast<uint32_t>(registry().size() - 1));
   return Napi::Number::New(env, static_cast<double>(registry().size() - 1));
 }
 

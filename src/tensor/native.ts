@@ -5,8 +5,11 @@ import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** An opaque reference to a libtorch tensor owned by the addon. */
-export type Handle = object & { readonly __handle: unique symbol };
+/**
+ * A libtorch tensor owned by the addon, named by a BigInt id that is never reused (a stale id is a
+ * clear use-after-dispose error, never another tensor).
+ */
+export type Handle = bigint;
 /** An opaque reference to a libtorch random generator. */
 export type GeneratorHandle = object & { readonly __generator: unique symbol };
 
@@ -25,8 +28,13 @@ export interface NativeAddon {
   dtype(h: Handle): string;
   device(h: Handle): string;
   isDisposed(h: Handle): boolean;
-  dispose(h: Handle): void;
+  /** Frees the tensor; false if it was already freed. */
+  dispose(h: Handle): boolean;
   share(h: Handle): Handle;
+  /** Frees `h` when `owner` is garbage collected (the safety net). */
+  arm(owner: object, h: Handle): void;
+  /** Frees `h` now and removes `owner`'s safety net; false if it was already freed. */
+  disposeArmed(owner: object, h: Handle): boolean;
   live(): { tensors: number; bytes: number };
 
   setNumThreads(n: number): void;

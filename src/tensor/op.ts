@@ -15,9 +15,9 @@ export function setTensorBridge(w: (h: Handle) => unknown, u: (v: unknown) => un
 }
 
 function fromNative(r: unknown): unknown {
-  if (r === null || typeof r !== 'object') return r;
+  if (typeof r === 'bigint') return wrap(r);
   if (Array.isArray(r)) return r.map(fromNative);
-  return wrap(r as Handle);
+  return r;
 }
 
 function toNative(a: unknown): unknown {
@@ -51,7 +51,7 @@ export function defineInPlaceOp(name: string, overload = ''): (...args: unknown[
   return (...args: unknown[]): void => {
     if (id < 0) id = native.opHandle(name, overload);
     const r = native.callOp(id, ...args.map(toNative));
-    if (r !== null && typeof r === 'object' && !Array.isArray(r)) native.dispose(r as Handle);
+    if (typeof r === 'bigint') native.dispose(r);
   };
 }
 

@@ -27,6 +27,10 @@ export class Tensor {
 
   constructor(handle: Handle) {
     this.#handle = handle;
+    // The safety net for tensors nobody disposes: freed when this object is garbage collected.
+    // (A native wrap, not a FinalizationRegistry: disposal removes it at once, leaving no weak
+    // cells behind on the JS heap during long synchronous loops.)
+    native.arm(this, handle);
     track(this);
   }
 
@@ -64,7 +68,7 @@ export class Tensor {
   // ---- memory ---------------------------------------------------------------------------------
   /** Frees the tensor now. Safe to call twice; any later use throws. */
   dispose(): void {
-    native.dispose(this.#handle);
+    native.disposeArmed(this, this.#handle);
   }
 
   // ---- data out -------------------------------------------------------------------------------

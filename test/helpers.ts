@@ -1,0 +1,55 @@
+// Shared test oracles: comparisons and central finite differences in float64.
+import assert from 'node:assert/strict';
+import { Tensor, noGrad, scope } from '../src/tensor/index.js';
+
+export function assertClose(actual: ArrayLike<number> | number[], expected: ArrayLike<number> | number[], tol = 1e-6, what = 'values'): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < actual.length; i++) {
+    const a = Number(actual[i]);
+    const e = Number(expected[i]);
+    const err = Math.abs(a - e) / Math.max(1, Math.abs(e));
+    if (!(err <= worst)) {
+      worst = err;
+      at = i;
+    }
+  }
+  assert.ok(worst <= tol, `${what}: relative error ${worst} at index ${at} (got ${actual[at]}, want ${expected[at]}) exceeds ${tol}`);
+}
+
+export function assertTensorClose(actual: Tensor, expected: Tensor | number[], tol = 1e-6, what = 'tensor'): void {
+  if (expected instanceof Tensor) assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  assertClose(actual.toArray(), expected instanceof Tensor ? expected.toArray() : expected, tol, what);
+}
+
+/** Relative error ||a - b|| / max(||b||, tiny), over whole tensors. */
+export function relErr(a: Tensor, b: Tensor): number {
+  return scope(() => a.sub(b).norm().item() / Math.max(b.norm().item(), 1e-300));
+}
+
+/**
+ * Central differences of the scalar f() with respect to every element of `x` (float64), by
+ * perturbing x in place: the independent oracle for autograd.
+ */
+export function numericGrad(f: () => number, x: Tensor, h = 1e-6): Float64Array {
+  const n = x.numel;
+  const out = new Float64Array(n);
+  noGrad(() => {
+    const flat = x.detach().view(-1);
+    for (let i = 0; i < n; i++) {
+      scope(() => {
+        const e = flat.select(0, i);
+        const orig = e.item();
+        e.fill_(orig + h);
+        const fp = f();
+        e.fill_(orig - h);
+        const fm = f();
+        e.fill_(orig);
+        out[i] = (fp - fm) / (2 * h);
+      });
+    }
+    flat.dispose();
+  });
+  return out;
+}

@@ -1,0 +1,91 @@
+// Scopes free what they should; explicit disposal keeps resident memory flat.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as T from '../src/tensor/index.js';
+import { keep, liveTensors, scope, tensor } from '../src/tensor/index.js';
+
+test('a scope frees every tensor created inside it except what it returns', () => {
+  const base = liveTensors();
+  const kept = scope(() => {
+    const a = T.randn([100, 100]);
+    const b = a.matmul(a).relu();
+    const inner = scope(() => {
+      const c = b.add(1).mul(2);
+      const d = c.sum(0);
+      return { d, list: [c.mean()] };
+    });
+    assert.equal(inner.d.isDisposed, false);
+    return { out: inner.d.add(inner.list[0]!), shape: b.shape };
+  });
+  assert.equal(kept.out.isDisposed, false);
+  assert.deepEqual(kept.shape, [100, 100]);
+  assert.equal(liveTensors().tensors, base.tensors + 1);
+  kept.out.dispose();
+  assert.deepEqual(liveTensors(), base);
+});
+
+test('a throwing scope still frees its tensors; keep() exempts a tensor from every scope', () => {
+  const base = liveTensors().tensors;
+  assert.throws(() => scope(() => {
+    T.ones([10]).add(1);
+    throw new Error('boom');
+  }), /boom/);
+  assert.equal(liveTensors().tensors, base);
+  let survivor: T.Tensor | undefined;
+  scope(() => {
+    survivor = keep(T.zeros([3]));
+    T.zeros([3]);
+  });
+  assert.equal(survivor!.isDisposed, false);
+  assert.equal(liveTensors().tensors, base + 1);
+  survivor!.dispose();
+  assert.equal(liveTensors().tensors, base);
+  assert.throws(() => scope(() => Promise.resolve(1)), /synchronous/);
+  assert.equal(T.scopeDepth(), 0);
+});
+
+test('autograd graphs and gradients are released with their tensors', () => {
+  const base = liveTensors();
+  const w = keep(T.randn([64, 64]).requiresGrad_());
+  for (let i = 0; i < 50; i++) {
+    scope(() => {
+      w.matmul(w).tanh().sum().backward();
+      const g = w.grad!;
+      g.mul(0.01);
+    });
+    w.zeroGrad();
+  }
+  w.dispose();
+  assert.deepEqual(liveTensors(), base);
+});
+
+test('100,000 create/dispose cycles keep resident memory flat', () => {
+  // One source array: the test is about native memory, not about V8 collecting fresh JS buffers.
+  const source = new Float32Array(256);
+  const cycle = (n: number): void => {
+    for (let i = 0; i < n; i++) {
+      const t = tensor(source, { shape: [16, 16] });
+      const u = t.add(1);
+      u.dispose();
+      t.dispose();
+    }
+  };
+  cycle(50_000); // warm-up: allocator pools, V8's young generation growing to its working size, op caches
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  cycle(100_000);
+  global.gc?.();
+  const after = process.memoryUsage().rss;
+  const grownMb = (after - before) / 2 ** 20;
+  assert.ok(grownMb < 4, `resident memory grew by ${grownMb.toFixed(2)} MB over 100,000 cycles`);
+});
+
+test('the live counter tracks bytes', () => {
+  const base = liveTensors();
+  const t = T.zeros([1000], { dtype: 'float64' });
+  assert.equal(liveTensors().tensors, base.tensors + 1);
+  assert.equal(liveTensors().bytes, base.bytes + 8000);
+  t.dispose();
+  t.dispose(); // disposing twice is harmless
+  assert.deepEqual(liveTensors(), base);
+});
