@@ -1,0 +1,110 @@
+// Timing helpers shared by the benchmarks: medians, interleaved side-by-side runs, and a Python
+// (Debian python3-torch) worker timed in the same rounds as our code.
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface, type Interface } from 'node:readline';
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Seconds taken by `n` calls of `fn`. */
+export function timeIt(fn: () => void, n: number): number {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+/**
+ * Runs each contender `iters` times per round, in turn, for `rounds` rounds (after one warm-up
+ * round), so that machine noise hits all of them alike. Returns per-call seconds, median over rounds.
+ */
+export async function interleave(
+  contenders: Record<string, (iters: number) => number | Promise<number>>,
+  o: { rounds: number; iters: number },
+): Promise<Record<string, number>> {
+  const samples: Record<string, number[]> = {};
+  for (const k of Object.keys(contenders)) samples[k] = [];
+  for (let r = -1; r < o.rounds; r++) {
+    for (const [k, run] of Object.entries(contenders)) {
+      const secs = await run(o.iters);
+      if (r >= 0) samples[k]!.push(secs / o.iters);
+    }
+  }
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(samples)) out[k] = median(v);
+  return out;
+}
+
+export const PYTHON = process.env.FNGD_PYTHON ?? '/usr/bin/python3';
+
+/** Whether Debian's python3-torch (or FNGD_PYTHON's torch) can be imported. */
+export function pythonTorchVersion(): string | null {
+  const r = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/**
+ * A long-lived Python process that runs a benchmark body on request: `setup` runs once, then each
+ * `run(n)` executes `body` n times and reports the seconds taken. It waits on stdin between
+ * requests, so it never competes with our own timed code for the cores.
+ */
+export class PythonWorker {
+  #proc: ChildProcessWithoutNullStreams;
+  #lines: Interface;
+  #pending: ((line: string) => void)[] = [];
+  #stderr = '';
+
+  constructor(setup: string, body: string, threads: number) {
+    const indent = (s: string, n: number): string => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
+    const script = [
+      'import sys, time, torch',
+      `torch.set_num_threads(${threads})`,
+      setup,
+      'def _body():',
+      indent(body, 4),
+      'for _line in sys.stdin:',
+      '    _n = int(_line)',
+      '    _t0 = time.perf_counter()',
+      '    for _ in range(_n):',
+      '        _body()',
+      '    print(time.perf_counter() - _t0, flush=True)',
+    ].join('\n');
+    this.#proc = spawn(PYTHON, ['-c', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#proc.stderr.on('data', (d: Buffer) => { this.#stderr += d.toString(); });
+    this.#lines = createInterface({ input: this.#proc.stdout });
+    this.#lines.on('line', (l) => this.#pending.shift()?.(l));
+    this.#proc.on('exit', (code) => {
+      for (const p of this.#pending.splice(0)) p(`ERROR exit ${code}: ${this.#stderr}`);
+    });
+  }
+
+  run(n: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.#pending.push((line) => {
+        const v = Number(line);
+        if (Number.isFinite(v)) resolve(v);
+        else reject(new Error(`python worker: ${line}`));
+      });
+      this.#proc.stdin.write(`${n}\n`);
+    });
+  }
+
+  close(): void {
+    this.#proc.stdin.end();
+    this.#lines.close();
+  }
+}
+
+/** `--json` prints one JSON object; otherwise a readable table. */
+export function report(result: Record<string, unknown>, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify(result));
+    return;
+  }
+  const w = Math.max(...Object.keys(result).map((k) => k.length));
+  for (const [k, v] of Object.entries(result)) {
+    console.log(`${k.padEnd(w)}  ${typeof v === 'number' ? Number(v.toPrecision(4)) : JSON.stringify(v)}`);
+  }
+}
