@@ -1,0 +1,5 @@
+// Optimizers (one interface: optimizer.ts), first-order rules and learning-rate schedules.
+export * from './optimizer.js';
+export { SGD, type SGDHyper, type SGDOptions } from './sgd.js';
+export { AdamW, type AdamWHyper, type AdamWOptions } from './adamw.js';
+export * from './schedule.js';
