@@ -1,0 +1,197 @@
+// safetensors files (https://github.com/huggingface/safetensors), read and written here:
+//
+//   [8 bytes]  N, unsigned 64-bit little-endian: the length of the header
+//   [N bytes]  UTF-8 JSON object: { "<name>": { "dtype": "F32", "shape": [2, 3],
+//              "data_offsets": [begin, end] }, ..., "__metadata__": { "<key>": "<string>" } }
+//              (padded with spaces to a multiple of 8 bytes; __metadata__ optional)
+//   [rest]     the byte buffer: each tensor's elements, row-major, little-endian, at
+//              [begin, end) relative to the start of this buffer; no gaps, no overlaps
+//
+// dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL (one byte, 0/1). Writing is atomic: a temporary
+// file in the same folder, fsync, then rename over the target.
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { callOp, tensor, type DType, type Tensor, type TypedArray } from '../tensor/index.js';
+import type { LoadStateDictOptions, Module } from './module.js';
+
+const CODES: Record<string, { dtype: DType; bytes: number }> = {
+  F64: { dtype: 'float64', bytes: 8 },
+  F32: { dtype: 'float32', bytes: 4 },
+  F16: { dtype: 'float16', bytes: 2 },
+  BF16: { dtype: 'bfloat16', bytes: 2 },
+  I64: { dtype: 'int64', bytes: 8 },
+  I32: { dtype: 'int32', bytes: 4 },
+  I16: { dtype: 'int16', bytes: 2 },
+  I8: { dtype: 'int8', bytes: 1 },
+  U8: { dtype: 'uint8', bytes: 1 },
+  BOOL: { dtype: 'bool', bytes: 1 },
+};
+const CODE_OF = new Map<DType, string>(Object.entries(CODES).map(([c, v]) => [v.dtype, c]));
+const MAX_HEADER = 100 * 1024 * 1024;
+
+function checkHost(): void {
+  if (endianness() !== 'LE') throw new Error('safetensors: only little-endian hosts are supported');
+}
+
+/** The raw little-endian bytes of a tensor (any device/layout). */
+function tensorBytes(t: Tensor): Uint8Array {
+  let data: TypedArray;
+  if (t.dtype === 'float16' || t.dtype === 'bfloat16') {
+    const d = t.detach();
+    const bits = callOp('aten::view.dtype', d, 'int16') as Tensor;
+    data = bits.data();
+    bits.dispose();
+    d.dispose();
+  } else {
+    data = t.data();
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function fromBytes(bytes: Uint8Array, dtype: DType, shape: number[]): Tensor {
+  // A fresh, aligned copy for the typed array view.
+  const buf = new Uint8Array(bytes.byteLength);
+  buf.set(bytes);
+  const ab = buf.buffer;
+  switch (dtype) {
+    case 'float64': return tensor(new Float64Array(ab), { shape });
+    case 'float32': return tensor(new Float32Array(ab), { shape });
+    case 'int64': return tensor(new BigInt64Array(ab), { shape });
+    case 'int32': return tensor(new Int32Array(ab), { shape });
+    case 'int16': return tensor(new Int16Array(ab), { shape });
+    case 'int8': return tensor(new Int8Array(ab), { shape });
+    case 'uint8': return tensor(new Uint8Array(ab), { shape });
+    case 'bool': return tensor(new Uint8Array(ab), { shape, dtype: 'bool' });
+    case 'float16': case 'bfloat16': {
+      const bits = tensor(new Int16Array(ab), { shape });
+      const t = callOp('aten::view.dtype', bits, dtype) as Tensor;
+      bits.dispose(); // the view keeps the storage
+      return t;
+    }
+    default: throw new TypeError(`safetensors: unsupported dtype ${dtype as string}`);
+  }
+}
+
+/** Writes `tensors` (in map order) and optional string metadata to `path`, atomically. */
+export function saveSafetensors(path: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): void {
+  checkHost();
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new TypeError(`saveSafetensors: metadata '${k}' must be a string, got ${typeof v}`);
+    }
+    header.__metadata__ = metadata;
+  }
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of tensors) {
+    if (name === '__metadata__') throw new TypeError("saveSafetensors: '__metadata__' is reserved");
+    const code = CODE_OF.get(t.dtype);
+    if (code === undefined) throw new TypeError(`saveSafetensors: '${name}' has unsupported dtype ${t.dtype}`);
+    const bytes = tensorBytes(t);
+    header[name] = { dtype: code, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    chunks.push(bytes);
+    offset += bytes.byteLength;
+  }
+  const raw = Buffer.from(JSON.stringify(header), 'utf8');
+  const padded = Buffer.alloc(Math.ceil((raw.byteLength + 8) / 8) * 8 - 8, 0x20);
+  raw.copy(padded);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(padded.byteLength));
+
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, len);
+    writeSync(fd, padded);
+    for (const c of chunks) {
+      let done = 0;
+      while (done < c.byteLength) done += writeSync(fd, c, done, c.byteLength - done);
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  renameSync(tmp, path);
+}
+
+function corrupt(path: string, why: string): Error {
+  return new Error(`loadSafetensors(${path}): ${why}`);
+}
+
+/** Reads a safetensors file; tensors come back on the CPU, in header order, in the current scope. */
+export function loadSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  checkHost();
+  const file = readFileSync(path);
+  if (file.byteLength < 8) throw corrupt(path, `truncated: ${file.byteLength} bytes, need at least 8 for the header length`);
+  const n = file.readBigUInt64LE(0);
+  if (n > BigInt(MAX_HEADER)) throw corrupt(path, `corrupt: header length ${n} exceeds the 100 MB limit`);
+  if (Number(n) > file.byteLength - 8) throw corrupt(path, `truncated: header length ${n} but only ${file.byteLength - 8} bytes follow`);
+  let header: unknown;
+  try {
+    header = JSON.parse(file.subarray(8, 8 + Number(n)).toString('utf8'));
+  } catch (e) {
+    throw corrupt(path, `corrupt header (not JSON): ${(e as Error).message}`);
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw corrupt(path, 'corrupt header: not a JSON object');
+  const data = file.subarray(8 + Number(n));
+
+  let metadata: Record<string, string> = {};
+  const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
+  for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.values(v).every((s) => typeof s === 'string')) {
+        throw corrupt(path, 'corrupt header: __metadata__ must map strings to strings');
+      }
+      metadata = v as Record<string, string>;
+      continue;
+    }
+    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const code = typeof e?.dtype === 'string' ? CODES[e.dtype] : undefined;
+    if (code === undefined) throw corrupt(path, `'${name}': unknown dtype ${JSON.stringify(e?.dtype)}`);
+    const shape = e.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw corrupt(path, `'${name}': bad shape ${JSON.stringify(shape)}`);
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[0] > off[1]) {
+      throw corrupt(path, `'${name}': bad data_offsets ${JSON.stringify(off)}`);
+    }
+    const [begin, end] = off as [number, number];
+    const numel = (shape as number[]).reduce((a, b) => a * b, 1);
+    if (end - begin !== numel * code.bytes) {
+      throw corrupt(path, `'${name}': data_offsets [${begin}, ${end}] hold ${end - begin} bytes, but ${code.dtype} [${shape}] needs ${numel * code.bytes}`);
+    }
+    if (end > data.byteLength) throw corrupt(path, `truncated: '${name}' ends at byte ${end} of the data, which has ${data.byteLength}`);
+    entries.push({ name, dtype: code.dtype, shape: shape as number[], begin, end });
+  }
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  for (const e of sorted) {
+    if (e.begin !== pos) throw corrupt(path, `corrupt: '${e.name}' starts at byte ${e.begin}, expected ${pos} (gap or overlap)`);
+    pos = e.end;
+  }
+  if (pos !== data.byteLength) throw corrupt(path, `corrupt: ${data.byteLength - pos} bytes after the last tensor`);
+
+  const tensors = new Map<string, Tensor>();
+  for (const e of entries) tensors.set(e.name, fromBytes(data.subarray(e.begin, e.end), e.dtype, e.shape));
+  return { tensors, metadata };
+}
+
+/** Saves a module's state dict. */
+export function saveModule(path: string, module: Module, metadata?: Record<string, string>): void {
+  saveSafetensors(path, module.stateDict(), metadata);
+}
+
+/** Loads a state dict file into a module (see Module.loadStateDict); returns the file's metadata. */
+export function loadModule(path: string, module: Module, o: LoadStateDictOptions = {}): Record<string, string> {
+  const { tensors, metadata } = loadSafetensors(path);
+  try {
+    module.loadStateDict(tensors, o);
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+  return metadata;
+}
