@@ -62,6 +62,11 @@ if (!existsSync(addonPath)) {
     '(needs Debian\'s libtorch-dev, or FNGD_LIBTORCH pointing at a libtorch folder).');
 }
 
+// libgomp's worker threads spin-wait after every parallel region by default. Beside OpenBLAS's own
+// pthreads on a small machine, that spinning starves the BLAS threads: an MNIST-MLP step ran 5-8x
+// slower on 2 cores. libgomp reads this when it loads, i.e. with the addon, so set it first.
+process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+
 export const native: NativeAddon = createRequire(import.meta.url)(addonPath);
 
 // libtorch's own default on these machines is a single thread; use every core unless told otherwise.

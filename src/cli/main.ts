@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// The fngd command line: `fngd train ...`, `fngd demo`, `fngd --help`.
+import { UsageError } from './args.js';
+import { demoCommand } from './demo.js';
+import { trainCommand, trainHelp } from './train.js';
+
+const HELP = `fngd: natural-gradient training on libtorch
+
+usage:
+  fngd train --task TASK [flags]   train a model (fngd train --help lists every flag)
+  fngd demo                        the headline demo
+  fngd --help
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(cmd === undefined ? HELP : HELP + '\n' + trainHelp());
+      if (cmd === undefined) process.exitCode = 2;
+      return;
+    case 'train':
+      await trainCommand(rest);
+      return;
+    case 'demo':
+      await demoCommand(rest);
+      return;
+    default:
+      throw new UsageError(`unknown command '${cmd}' (use train or demo; see --help)`);
+  }
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  if (e instanceof UsageError) {
+    process.stderr.write(`fngd: ${e.message}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`fngd: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (process.env.FNGD_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    process.exitCode = 1;
+  }
+});

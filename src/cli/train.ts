@@ -1,0 +1,125 @@
+// `fngd train`: flags -> task + optimizer + schedule -> Trainer.fit().
+import { AdamW, SGD, constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
+import { setNumThreads } from '../tensor/index.js';
+import { Trainer, type EpochRecord } from '../train/trainer.js';
+import { TASKS, createTask, type TaskName } from '../train/tasks.js';
+import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
+
+export const OPTIMIZERS = ['sgd', 'adamw'] as const;
+type OptimizerName = (typeof OPTIMIZERS)[number];
+
+/** Per task: epochs, batch size, and each optimizer's lr / weight decay, chosen by short searches (docs/RESULTS.md). */
+export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number; schedule: string; lr: Record<OptimizerName, number>; weightDecay: Record<OptimizerName, number> }> = {
+  'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3 }, weightDecay: { sgd: 0, adamw: 0.01 } },
+  'fashion-cnn': { epochs: 5, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3 }, weightDecay: { sgd: 0, adamw: 0.01 } },
+  'cifar10-resnet': { epochs: 10, batchSize: 128, schedule: 'cosine', lr: { sgd: 0.1, adamw: 2e-3 }, weightDecay: { sgd: 5e-4, adamw: 0.05 } },
+  'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', lr: { sgd: 0.1, adamw: 5e-4 }, weightDecay: { sgd: 0, adamw: 0.01 } },
+};
+
+export const TRAIN_FLAGS: Record<string, FlagSpec> = {
+  task: { kind: 'string', choices: TASKS, help: 'what to train' },
+  optimizer: { kind: 'string', choices: OPTIMIZERS, default: 'sgd', help: 'the optimizer' },
+  epochs: { kind: 'int', min: 1, help: 'epochs (default: per task, see docs/RESULTS.md)' },
+  'batch-size': { kind: 'int', min: 1, help: 'training batch size (default: per task)' },
+  lr: { kind: 'number', min: 0, help: 'learning rate (default: per task and optimizer)' },
+  'weight-decay': { kind: 'number', min: 0, help: 'weight decay (default: per task and optimizer)' },
+  momentum: { kind: 'number', min: 0, max: 0.999999, default: 0.9, help: 'SGD momentum' },
+  nesterov: { kind: 'bool', default: false, help: 'SGD Nesterov momentum' },
+  betas: { kind: 'numbers', default: [0.9, 0.999], help: 'AdamW betas' },
+  eps: { kind: 'number', min: 0, default: 1e-8, help: 'AdamW epsilon' },
+  schedule: { kind: 'string', choices: ['constant', 'step', 'cosine'], help: 'lr schedule over steps (default: per task)' },
+  'warmup-steps': { kind: 'int', min: 0, default: 0, help: 'linear lr warm-up steps' },
+  'step-size': { kind: 'int', min: 1, help: 'step schedule: decay every N epochs (default: a third of the epochs)' },
+  gamma: { kind: 'number', min: 0, default: 0.1, help: 'step schedule: decay factor' },
+  'label-smoothing': { kind: 'number', min: 0, max: 1, default: 0.1, help: 'multi30k-transformer: label smoothing' },
+  arch: { kind: 'string', choices: ['small', 'resnet18'], default: 'small', help: 'cifar10-resnet: ResNet-20 or the paper\'s ResNet-18' },
+  seed: { kind: 'int', min: 0, default: 0, help: 'seed of initialization, shuffling, augmentation and dropout' },
+  'data-dir': { kind: 'string', help: 'folder with the datasets (default: $FNGD_DATA_DIR, else ../shared/data)' },
+  out: { kind: 'string', help: 'output folder for log.jsonl, steps.jsonl and checkpoint.safetensors' },
+  resume: { kind: 'bool', default: false, help: 'continue the run whose checkpoint is in --out' },
+  'checkpoint-every': { kind: 'int', min: 0, default: 0, help: 'also checkpoint every N steps (0: after each epoch and on Ctrl-C)' },
+  'train-limit': { kind: 'int', min: 1, help: 'train on the first N samples only' },
+  'eval-limit': { kind: 'int', min: 1, help: 'evaluate on the first N samples only' },
+  threads: { kind: 'int', min: 1, help: 'libtorch threads (default: all cores)' },
+  progress: { kind: 'bool', default: true, help: 'progress bar (--no-progress to hide)' },
+};
+
+export const TRAIN_USAGE = `usage: fngd train --task ${TASKS.join('|')} [flags]
+
+Trains a model and writes, under --out, log.jsonl (one line per epoch: epoch, wall_time,
+train_loss, metrics), steps.jsonl (one line per step) and an atomic checkpoint.safetensors.
+Ctrl-C checkpoints and stops; --resume continues the same run exactly.`;
+
+export function trainHelp(): string {
+  return helpText(TRAIN_USAGE, TRAIN_FLAGS);
+}
+
+export function buildOptimizer(name: OptimizerName, params: ReturnType<Trainer<never>['task']['model']['parameters']>, f: Record<string, unknown>): Optimizer {
+  const lr = f.lr as number;
+  const weightDecay = f.weightDecay as number;
+  if (name === 'sgd') return new SGD(params, { lr, momentum: f.momentum as number, nesterov: f.nesterov as boolean, weightDecay });
+  const betas = f.betas as number[];
+  if (betas.length !== 2) throw new UsageError(`--betas needs two numbers like 0.9,0.999; got ${betas.join(',')}`);
+  return new AdamW(params, { lr, betas: [betas[0]!, betas[1]!], eps: f.eps as number, weightDecay });
+}
+
+export function buildSchedule(f: Record<string, unknown>, stepsPerEpoch: number, epochs: number): Schedule {
+  const total = stepsPerEpoch * epochs;
+  let s: Schedule;
+  switch (f.schedule) {
+    case 'cosine':
+      s = cosineAnnealing({ tMax: Math.max(1, total - (f.warmupSteps as number)) });
+      break;
+    case 'step':
+      s = stepDecay({ stepSize: stepsPerEpoch * ((f.stepSize as number | undefined) ?? Math.max(1, Math.floor(epochs / 3))), gamma: f.gamma as number });
+      break;
+    default:
+      s = constantLr();
+  }
+  const warm = f.warmupSteps as number;
+  return warm > 0 ? linearWarmup({ warmupSteps: warm, after: s }) : s;
+}
+
+export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(trainHelp());
+    return [];
+  }
+  const f = parseFlags(argv, TRAIN_FLAGS);
+  if (f.task === undefined) throw new UsageError(`--task is required (one of ${TASKS.join(', ')})`);
+  const task = f.task as TaskName;
+  const optimizerName = f.optimizer as OptimizerName;
+  const d = TASK_DEFAULTS[task];
+  f.epochs ??= d.epochs;
+  f.batchSize ??= d.batchSize;
+  f.lr ??= d.lr[optimizerName];
+  f.weightDecay ??= d.weightDecay[optimizerName];
+  f.schedule ??= d.schedule;
+  if (f.resume && !f.out) throw new UsageError('--resume needs --out (the folder of the run to continue)');
+  if (f.threads !== undefined) setNumThreads(f.threads as number);
+
+  const t = createTask(task, {
+    batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
+    trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined,
+    arch: f.arch as 'small' | 'resnet18', labelSmoothing: f.labelSmoothing as number,
+  });
+  try {
+    const optimizer = buildOptimizer(optimizerName, t.model.parameters(), f);
+    const schedule = buildSchedule(f, t.trainLoader.batchesPerEpoch, f.epochs as number);
+    const trainer = new Trainer(t as never, optimizer, {
+      epochs: f.epochs as number, seed: f.seed as number, outDir: (f.out as string | undefined) ?? null,
+      resume: f.resume as boolean, schedule, checkpointEvery: f.checkpointEvery as number,
+      progress: f.progress as boolean, config: { command: 'train', ...f },
+      onEpoch: (r) => {
+        const metrics = Object.entries(r).filter(([k]) => k.endsWith('_metric')).map(([k, v]) => `${k.replace('_metric', '')} ${t.metric} ${t.metric === 'accuracy' ? (100 * v).toFixed(2) + '%' : v.toFixed(2)}`);
+        console.log(`epoch ${r.epoch}: train loss ${r.train_loss.toFixed(4)}, ${metrics.join(', ')}, ${r.wall_time.toFixed(1)}s`);
+      },
+    });
+    const result = await trainer.fit();
+    if (result.status === 'stopped') process.exitCode = 130;
+    optimizer.dispose();
+    return result.epochs;
+  } finally {
+    t.dispose();
+  }
+}

@@ -1,0 +1,24 @@
+// What the trainer trains: a model, its data, its per-sample loss and its evaluation metric.
+import type { BaseBatch, DataLoader } from '../data/index.js';
+import type { Module } from '../nn/index.js';
+import type { Tensor } from '../tensor/index.js';
+
+export interface Task<B extends BaseBatch = BaseBatch> {
+  /** e.g. 'mnist-mlp'. */
+  readonly name: string;
+  readonly model: Module;
+  readonly trainLoader: DataLoader<B>;
+  /** Evaluation sets by name ('val', 'test'); evaluated after every epoch. */
+  readonly evalLoaders: Record<string, DataLoader<B>>;
+  /** The metric `evaluate` reports and targets refer to ('accuracy' in [0,1], 'bleu' in [0,100]). */
+  readonly metric: 'accuracy' | 'bleu';
+  /**
+   * The forward pass in training mode: per-sample losses [B], attached to the graph. Their mean is
+   * the loss a first-order optimizer descends.
+   */
+  perSampleLoss(batch: B): Tensor;
+  /** Metrics over a whole loader, in eval mode without autograd; always includes `loss` and `metric`. */
+  evaluate(loader: DataLoader<B>): Record<string, number>;
+  /** Frees the model and the data. */
+  dispose(): void;
+}

@@ -1,0 +1,185 @@
+// The four tasks of the paper's kind: each a model, its data and its metric.
+//   mnist-mlp             MLP 784-512-256-10 on MNIST (train 60k / test 10k)
+//   fashion-cnn           small CNN on Fashion-MNIST (train 60k / test 10k)
+//   cifar10-resnet        CIFAR-10 with ResNet-20 ('small', default) or ResNet-18 (the paper's);
+//                         the shared copy has no test split: 5,000 training images form 'val'
+//   multi30k-transformer  English->German Transformer on Multi30K, BLEU on test_2016_flickr
+import {
+  DataLoader, loadCifar10, loadFashionMnist, loadMnist, loadMulti30k, BOS, EOS, PAD, detokenize,
+  type ImageBatch, type ImageDataset, type TranslationBatch, type TranslationDataset,
+} from '../data/index.js';
+import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, smallCnn, transformerSeq2Seq, type Module, type TransformerSeq2Seq } from '../nn/index.js';
+import { noGrad, scope, type Tensor } from '../tensor/index.js';
+import { corpusBleu } from './bleu.js';
+import type { Task } from './task.js';
+
+export const TASKS = ['mnist-mlp', 'fashion-cnn', 'cifar10-resnet', 'multi30k-transformer'] as const;
+export type TaskName = (typeof TASKS)[number];
+
+export interface TaskOptions {
+  batchSize: number;
+  seed: number;
+  dataDir?: string;
+  /** Train on the first N samples only (quick runs, tests). */
+  trainLimit?: number;
+  /** Evaluate on the first N samples only. */
+  evalLimit?: number;
+  /** cifar10-resnet: 'small' (ResNet-20, minutes per epoch on a CPU) or 'resnet18' (the paper's). */
+  arch?: 'small' | 'resnet18';
+  /** multi30k-transformer: label smoothing of the training loss. */
+  labelSmoothing?: number;
+  evalBatchSize?: number;
+}
+
+type Forward = (x: Tensor) => Tensor;
+
+/** Image classification: accuracy and mean cross-entropy over a loader. */
+class ImageTask implements Task<ImageBatch> {
+  readonly metric = 'accuracy' as const;
+  readonly trainLoader: DataLoader<ImageBatch>;
+  readonly evalLoaders: Record<string, DataLoader<ImageBatch>>;
+  readonly #datasets: ImageDataset[];
+
+  constructor(
+    readonly name: string,
+    readonly model: Module & { forward: Forward },
+    train: ImageDataset,
+    evals: Record<string, ImageDataset>,
+    o: TaskOptions,
+  ) {
+    this.#datasets = [train, ...Object.values(evals)];
+    this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, dropLast: true, limit: o.trainLimit });
+    this.evalLoaders = {};
+    for (const [k, d] of Object.entries(evals)) {
+      this.evalLoaders[k] = new DataLoader(d, { batchSize: o.evalBatchSize ?? 500, train: false, limit: o.evalLimit });
+    }
+  }
+
+  perSampleLoss(b: ImageBatch): Tensor {
+    return crossEntropyPerSample(this.model.forward(b.x), b.y);
+  }
+
+  evaluate(loader: DataLoader<ImageBatch>): Record<string, number> {
+    this.model.eval();
+    let correct = 0;
+    let lossSum = 0;
+    let n = 0;
+    noGrad(() => {
+      const ep = loader.epoch(0);
+      for (let k = 0; k < ep.length; k++) {
+        scope(() => {
+          const b = ep.batch(k);
+          const logits = this.model.forward(b.x);
+          lossSum += crossEntropyPerSample(logits, b.y).sum().item();
+          correct += logits.argmax(1).eq(b.y).sum().item();
+          n += b.ids.length;
+        });
+      }
+    });
+    this.model.train();
+    return { loss: lossSum / n, accuracy: correct / n, metric: correct / n };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    for (const d of this.#datasets) d.dispose();
+  }
+}
+
+/** Translation: token-level cross-entropy for training, greedy decoding and corpus BLEU for evaluation. */
+class TranslationTask implements Task<TranslationBatch> {
+  readonly metric = 'bleu' as const;
+  readonly trainLoader: DataLoader<TranslationBatch>;
+  readonly evalLoaders: Record<string, DataLoader<TranslationBatch>>;
+  readonly #datasets: TranslationDataset[];
+
+  constructor(
+    readonly name: string,
+    readonly model: TransformerSeq2Seq,
+    train: TranslationDataset,
+    evals: Record<string, TranslationDataset>,
+    readonly o: TaskOptions,
+  ) {
+    this.#datasets = [train, ...Object.values(evals)];
+    this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, bucket: true, limit: o.trainLimit });
+    this.evalLoaders = {};
+    for (const [k, d] of Object.entries(evals)) {
+      this.evalLoaders[k] = new DataLoader(d, { batchSize: o.evalBatchSize ?? 128, train: false, limit: o.evalLimit });
+    }
+  }
+
+  /**
+   * Sample i's loss is the sum of its token losses scaled by B / (tokens in the batch), so the
+   * mean over samples is the usual token-averaged cross-entropy.
+   */
+  perSampleLoss(b: TranslationBatch): Tensor {
+    const logits = this.model.forward(b.src, b.tgtIn);
+    const perSentence = crossEntropyPerSample(logits, b.tgtOut, { ignoreIndex: PAD, labelSmoothing: this.o.labelSmoothing ?? 0 });
+    return perSentence.mul(b.ids.length / b.numTgtTokens);
+  }
+
+  evaluate(loader: DataLoader<TranslationBatch>): Record<string, number> {
+    this.model.eval();
+    const data = loader.dataset as TranslationDataset;
+    const hyps: string[] = [];
+    const refs: string[] = [];
+    let lossSum = 0;
+    let tokens = 0;
+    noGrad(() => {
+      const ep = loader.epoch(0);
+      for (let k = 0; k < ep.length; k++) {
+        scope(() => {
+          const b = ep.batch(k);
+          const logits = this.model.forward(b.src, b.tgtIn);
+          lossSum += crossEntropyPerSample(logits, b.tgtOut, { ignoreIndex: PAD }).sum().item();
+          tokens += b.numTgtTokens;
+          const maxLen = Math.max(...b.srcLengths) + 10;
+          const out = this.model.greedyDecode(b.src, { bos: BOS, eos: EOS, maxLen });
+          for (const [j, ids] of out.entries()) {
+            hyps.push(detokenize(data.tgtVocab.decode(ids)));
+            const ref = data.tgtText[b.ids[j]!]!;
+            // Our vocabulary is lower-cased, so BLEU is case-insensitive (references lower-cased too).
+            refs.push(data.lowercase ? ref.toLowerCase() : ref);
+          }
+        });
+      }
+    });
+    this.model.train();
+    const bleu = corpusBleu(hyps, refs).score;
+    return { loss: lossSum / tokens, bleu, metric: bleu };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    for (const d of this.#datasets) d.dispose();
+  }
+}
+
+export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | Task<TranslationBatch> {
+  switch (name) {
+    case 'mnist-mlp': {
+      const d = loadMnist({ dataDir: o.dataDir });
+      const model = mlp({ inputSize: 784, hidden: [512, 256], classes: 10 });
+      return new ImageTask(name, model, d.train, { test: d.test }, o);
+    }
+    case 'fashion-cnn': {
+      const d = loadFashionMnist({ dataDir: o.dataDir });
+      return new ImageTask(name, smallCnn({ classes: 10 }), d.train, { test: d.test }, o);
+    }
+    case 'cifar10-resnet': {
+      const d = loadCifar10({ dataDir: o.dataDir });
+      const model = o.arch === 'resnet18' ? resnet18Cifar({ classes: 10 }) : resnetSmall({ depth: 20, classes: 10 });
+      const evals: Record<string, ImageDataset> = {};
+      if (d.val) evals.val = d.val;
+      if (d.test) evals.test = d.test;
+      return new ImageTask(name, model, d.train, evals, o);
+    }
+    case 'multi30k-transformer': {
+      const d = loadMulti30k({ dataDir: o.dataDir });
+      const model = transformerSeq2Seq({ srcVocab: d.srcVocab.size, tgtVocab: d.tgtVocab.size, padIdx: PAD });
+      return new TranslationTask(name, model, d.train, { val: d.val, test: d.test }, o);
+    }
+    default:
+      throw new TypeError(`unknown task '${String(name)}' (use one of ${TASKS.join(', ')})`);
+  }
+}

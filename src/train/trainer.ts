@@ -1,0 +1,185 @@
+// The training loop. One step, top to bottom:
+//   seed the step's randomness -> make batch k of epoch e -> task.perSampleLoss(batch)
+//   -> optimizer.step({ perSampleLoss, sampleIds, epoch })  (gradients + update, see src/optim)
+// all inside one `scope`, so every temporary of the step is freed when it ends.
+// After each epoch: evaluation, one JSONL log line, an atomic checkpoint. Ctrl-C checkpoints the
+// current step and stops; `resume` continues from the checkpoint exactly where the run stopped.
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { deriveSeed, type BaseBatch } from '../data/index.js';
+import { applySchedule, type Optimizer, type Schedule } from '../optim/index.js';
+import { manualSeed, scope } from '../tensor/index.js';
+import { loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import { ProgressBar } from './progress.js';
+import type { Task } from './task.js';
+
+/** The trainer's own random stream ids (the data loader's are in src/data/rng.ts). */
+const STEP_STREAM = 101;
+
+export interface TrainerOptions {
+  epochs: number;
+  seed: number;
+  /** Folder for log.jsonl, steps.jsonl and checkpoint.safetensors; null keeps everything in memory. */
+  outDir?: string | null;
+  /** Continue from outDir/checkpoint.safetensors when it exists. */
+  resume?: boolean;
+  /** lr schedule over the global step (PyTorch-style: a pure function of the step count). */
+  schedule?: Schedule | null;
+  /** Also checkpoint every N steps (0: only after each epoch and on Ctrl-C). */
+  checkpointEvery?: number;
+  /** Stop (with a checkpoint) after this many steps of this call: simulates an interruption. */
+  stopAfterSteps?: number;
+  progress?: boolean;
+  /** Checkpoint and stop on SIGINT (default true when outDir is set). */
+  handleSigint?: boolean;
+  /** The run's configuration, saved in checkpoints and the log header (CLI flags, say). */
+  config?: Record<string, unknown>;
+  /** Called with each epoch's log record. */
+  onEpoch?: (record: EpochRecord) => void;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  /** Seconds of training and evaluation since the run started (summed across resumes). */
+  wall_time: number;
+  train_loss: number;
+  lr: number;
+  steps: number;
+  samples_per_s: number;
+  [metric: string]: number;
+}
+
+export interface StepRecord {
+  epoch: number;
+  step: number;
+  loss: number;
+  lr: number;
+}
+
+export interface TrainResult {
+  epochs: EpochRecord[];
+  steps: StepRecord[];
+  /** 'done', or 'stopped' when interrupted (stopAfterSteps or Ctrl-C) with a checkpoint written. */
+  status: 'done' | 'stopped';
+}
+
+export class Trainer<B extends BaseBatch> {
+  readonly task: Task<B>;
+  readonly optimizer: Optimizer;
+  readonly o: Required<Omit<TrainerOptions, 'onEpoch' | 'outDir' | 'schedule' | 'stopAfterSteps'>> & TrainerOptions;
+  #interrupted = false;
+
+  constructor(task: Task<B>, optimizer: Optimizer, o: TrainerOptions) {
+    if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`Trainer: epochs must be a positive integer, got ${o.epochs}`);
+    if (!Number.isInteger(o.seed) || o.seed < 0) throw new RangeError(`Trainer: seed must be a non-negative integer, got ${o.seed}`);
+    if (o.resume && !o.outDir) throw new Error('Trainer: resume needs an outDir holding the checkpoint');
+    this.task = task;
+    this.optimizer = optimizer;
+    this.o = {
+      resume: false, checkpointEvery: 0, progress: true, handleSigint: Boolean(o.outDir), config: {}, ...o,
+    };
+  }
+
+  get checkpointPath(): string | null {
+    return this.o.outDir ? join(this.o.outDir, 'checkpoint.safetensors') : null;
+  }
+
+  async fit(): Promise<TrainResult> {
+    const { task, optimizer, o } = this;
+    const loader = task.trainLoader;
+    if (o.outDir) mkdirSync(o.outDir, { recursive: true });
+    let state: TrainerState = { epoch: 0, step: 0, globalStep: 0, wallTime: 0, epochs: [], steps: [], epochLossSum: 0, epochSamples: 0 };
+    const ckpt = this.checkpointPath;
+    if (o.resume && ckpt && existsSync(ckpt)) {
+      state = loadCheckpoint(ckpt, task.model, optimizer);
+      this.log(`resuming from ${ckpt}: epoch ${state.epoch + 1}, step ${state.step}`);
+    } else if (o.outDir) {
+      // A fresh run starts fresh logs.
+      writeFileSync(join(o.outDir, 'log.jsonl'), '');
+      writeFileSync(join(o.outDir, 'steps.jsonl'), '');
+    }
+
+    const onSigint = (): void => {
+      this.#interrupted = true;
+    };
+    if (o.handleSigint) process.on('SIGINT', onSigint);
+    let stepsThisCall = 0;
+    try {
+      while (state.epoch < o.epochs) {
+        const epoch = loader.epoch(state.epoch);
+        const bar = new ProgressBar(`epoch ${state.epoch + 1}/${o.epochs}`, epoch.length, { enabled: o.progress });
+        let t0 = performance.now();
+        const flushTime = (): void => {
+          const now = performance.now();
+          state.wallTime += (now - t0) / 1000;
+          t0 = now;
+        };
+        task.model.train();
+        while (state.step < epoch.length) {
+          const lr = o.schedule ? applySchedule(optimizer, o.schedule, state.globalStep)[0]! : optimizer.getLr();
+          manualSeed(deriveSeed(o.seed, STEP_STREAM, state.epoch, state.step));
+          const { loss, n } = scope(() => {
+            const batch = epoch.batch(state.step);
+            const perSampleLoss = task.perSampleLoss(batch);
+            const stats = optimizer.step({ perSampleLoss, sampleIds: batch.ids, epoch: state.epoch });
+            return { loss: stats.loss, n: batch.ids.length };
+          });
+          if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at epoch ${state.epoch + 1}, step ${state.step}`);
+          const rec: StepRecord = { epoch: state.epoch, step: state.step, loss, lr };
+          state.steps.push(rec);
+          if (o.outDir) appendFileSync(join(o.outDir, 'steps.jsonl'), `${JSON.stringify(rec)}\n`);
+          state.epochLossSum += loss * n;
+          state.epochSamples += n;
+          state.step += 1;
+          state.globalStep += 1;
+          stepsThisCall += 1;
+          bar.update(state.step, `loss ${loss.toFixed(4)}`);
+          // Let signal handlers run between steps.
+          await new Promise((r) => setImmediate(r));
+          const stop = this.#interrupted || (o.stopAfterSteps !== undefined && stepsThisCall >= o.stopAfterSteps);
+          if (stop || (o.checkpointEvery > 0 && state.globalStep % o.checkpointEvery === 0 && state.step < epoch.length)) {
+            flushTime();
+            if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config);
+          }
+          if (stop) {
+            bar.done();
+            this.log(`stopped at epoch ${state.epoch + 1}, step ${state.step}${ckpt ? `; checkpoint in ${ckpt}` : ''}`);
+            return { epochs: state.epochs, steps: state.steps, status: 'stopped' };
+          }
+        }
+        bar.done();
+        const metrics: Record<string, number> = {};
+        for (const [name, l] of Object.entries(task.evalLoaders)) {
+          for (const [k, v] of Object.entries(task.evaluate(l))) metrics[`${name}_${k}`] = v;
+        }
+        flushTime();
+        const trainSeconds = state.wallTime;
+        const record: EpochRecord = {
+          epoch: state.epoch + 1,
+          wall_time: trainSeconds,
+          train_loss: state.epochLossSum / Math.max(1, state.epochSamples),
+          lr: optimizer.getLr(),
+          steps: epoch.length,
+          samples_per_s: state.epochSamples / Math.max(1e-9, trainSeconds - (state.epochs.at(-1)?.wall_time ?? 0)),
+          ...metrics,
+        };
+        state.epochs.push(record);
+        if (o.outDir) appendFileSync(join(o.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
+        o.onEpoch?.(record);
+        state.epoch += 1;
+        state.step = 0;
+        state.epochLossSum = 0;
+        state.epochSamples = 0;
+        if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config);
+      }
+      return { epochs: state.epochs, steps: state.steps, status: 'done' };
+    } finally {
+      if (o.handleSigint) process.off('SIGINT', onSigint);
+    }
+  }
+
+  /** Resume and stop notices: always shown, a person must know where the run stands. */
+  private log(msg: string): void {
+    process.stderr.write(`${msg}\n`);
+  }
+}

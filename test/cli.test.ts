@@ -1,0 +1,101 @@
+// The command line: bad input and missing data give clear errors; Ctrl-C checkpoints; --resume finishes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+function fngd(...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, FNGD_NUM_THREADS: '1' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('--help lists every training flag with its default', () => {
+  const r = fngd('train', '--help');
+  assert.equal(r.code, 0);
+  for (const flag of ['--task', '--optimizer', '--epochs', '--batch-size', '--lr', '--seed', '--data-dir', '--out', '--resume', '--momentum']) {
+    assert.ok(r.out.includes(flag), `help mentions ${flag}`);
+  }
+  assert.match(r.out, /--momentum N\s+SGD momentum \(default: 0\.9\)/);
+});
+
+test('invalid flags and values are named in the error', () => {
+  const cases: [string[], RegExp][] = [
+    [['train', '--task', 'imagenet'], /--task must be one of mnist-mlp, fashion-cnn, cifar10-resnet, multi30k-transformer; got 'imagenet'/],
+    [['train', '--task', 'mnist-mlp', '--epochs', 'two'], /--epochs must be a number, got 'two'/],
+    [['train', '--task', 'mnist-mlp', '--epochs', '1.5'], /--epochs must be an integer, got '1\.5'/],
+    [['train', '--task', 'mnist-mlp', '--lr', '-1'], /--lr must be at least 0, got -1/],
+    [['train', '--task', 'mnist-mlp', '--optimizer', 'lbfgs'], /--optimizer must be one of sgd, adamw/],
+    [['train', '--task', 'mnist-mlp', '--learning-rate', '0.1'], /unknown flag --learning-rate/],
+    [['train', '--task', 'mnist-mlp', '--batch-size'], /--batch-size needs a value/],
+    [['train', '--epochs', '1'], /--task is required/],
+    [['train', '--task', 'mnist-mlp', '--resume'], /--resume needs --out/],
+    [['train', '--task', 'mnist-mlp', '--optimizer', 'adamw', '--betas', '0.9'], /--betas needs two numbers/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = fngd(...args);
+    assert.equal(r.code, 2, `${args.join(' ')} exits with 2 (stderr: ${r.err})`);
+    assert.match(r.err, re);
+  }
+});
+
+test('missing data names the file and how to get it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-nodata-'));
+  try {
+    const r = fngd('train', '--task', 'cifar10-resnet', '--data-dir', dir, '--epochs', '1');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /data_batch_1\.bin/);
+    const m = fngd('train', '--task', 'multi30k-transformer', '--data-dir', dir);
+    assert.equal(m.code, 1);
+    assert.match(m.err, /train\.en/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('Ctrl-C writes a checkpoint and stops; --resume finishes the run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-sigint-'));
+  const args = ['train', '--task', 'mnist-mlp', '--epochs', '2', '--batch-size', '32', '--train-limit', '6400', '--eval-limit', '500', '--out', dir, '--no-progress'];
+  try {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, FNGD_NUM_THREADS: '1' } });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const steps = join(dir, 'steps.jsonl');
+    // Interrupt once a few steps are done.
+    await new Promise<void>((resolve, reject) => {
+      const started = Date.now();
+      const poll = setInterval(() => {
+        const n = existsSync(steps) ? readFileSync(steps, 'utf8').split('\n').length - 1 : 0;
+        if (n >= 5) {
+          clearInterval(poll);
+          child.kill('SIGINT');
+          resolve();
+        } else if (Date.now() - started > 60_000 || child.exitCode !== null) {
+          clearInterval(poll);
+          reject(new Error(`the run did not start: ${err}`));
+        }
+      }, 20);
+    });
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    assert.equal(code, 130, `interrupted run exits with 130 (stderr: ${err})`);
+    assert.match(err, /stopped at epoch 1, step \d+; checkpoint in/);
+    assert.ok(existsSync(join(dir, 'checkpoint.safetensors')));
+    const done = readFileSync(steps, 'utf8').trim().split('\n').length;
+    assert.ok(done < 400, 'stopped before the end');
+    const r = fngd(...args, '--resume');
+    assert.equal(r.code, 0, r.err);
+    const all = readFileSync(steps, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number; step: number });
+    assert.equal(all.length, 400, '2 epochs of 200 steps, each once');
+    assert.deepEqual(all.map((s) => s.epoch * 200 + s.step), Array.from({ length: 400 }, (_, i) => i));
+    const log = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n');
+    assert.equal(log.length, 2);
+    assert.match(r.out, /epoch 2: train loss [\d.]+, test accuracy \d+\.\d+%/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
