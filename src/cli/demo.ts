@@ -18,7 +18,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
     const d = TASK_DEFAULTS['mnist-mlp'];
     const task = createTask('mnist-mlp', { batchSize: d.batchSize, seed: f.seed as number });
     try {
-      const flags = { ...Object.fromEntries(Object.entries(TRAIN_FLAGS).map(([k, s]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), s.default])), lr: d.lr[name], weightDecay: d.weightDecay[name], schedule: d.schedule };
+      const flags = { ...Object.fromEntries(Object.entries(TRAIN_FLAGS).map(([k, s]) => [k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), s.default])), lr: d.lr[name], weightDecay: d.weightDecay[name], schedule: d.schedule, warmupSteps: 0 };
       const opt = buildOptimizer(name, task.model.parameters(), flags);
       const trainer = new Trainer(task as never, opt, {
         epochs: f.epochs as number, seed: f.seed as number, progress: f.progress as boolean,

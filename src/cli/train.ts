@@ -9,11 +9,11 @@ export const OPTIMIZERS = ['sgd', 'adamw'] as const;
 type OptimizerName = (typeof OPTIMIZERS)[number];
 
 /** Per task: epochs, batch size, and each optimizer's lr / weight decay, chosen by short searches (docs/RESULTS.md). */
-export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number; schedule: string; lr: Record<OptimizerName, number>; weightDecay: Record<OptimizerName, number> }> = {
+export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number; schedule: string; warmupSteps?: number; lr: Record<OptimizerName, number>; weightDecay: Record<OptimizerName, number> }> = {
   'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3 }, weightDecay: { sgd: 0, adamw: 0.01 } },
   'fashion-cnn': { epochs: 5, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3 }, weightDecay: { sgd: 0, adamw: 0.01 } },
   'cifar10-resnet': { epochs: 10, batchSize: 128, schedule: 'cosine', lr: { sgd: 0.1, adamw: 2e-3 }, weightDecay: { sgd: 5e-4, adamw: 0.05 } },
-  'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', lr: { sgd: 0.1, adamw: 5e-4 }, weightDecay: { sgd: 0, adamw: 0.01 } },
+  'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', warmupSteps: 200, lr: { sgd: 0.1, adamw: 5e-4 }, weightDecay: { sgd: 0, adamw: 0.01 } },
 };
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
@@ -28,7 +28,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   betas: { kind: 'numbers', default: [0.9, 0.999], help: 'AdamW betas' },
   eps: { kind: 'number', min: 0, default: 1e-8, help: 'AdamW epsilon' },
   schedule: { kind: 'string', choices: ['constant', 'step', 'cosine'], help: 'lr schedule over steps (default: per task)' },
-  'warmup-steps': { kind: 'int', min: 0, default: 0, help: 'linear lr warm-up steps' },
+  'warmup-steps': { kind: 'int', min: 0, help: 'linear lr warm-up steps (default: per task, 0 but for the Transformer)' },
   'step-size': { kind: 'int', min: 1, help: 'step schedule: decay every N epochs (default: a third of the epochs)' },
   gamma: { kind: 'number', min: 0, default: 0.1, help: 'step schedule: decay factor' },
   'label-smoothing': { kind: 'number', min: 0, max: 1, default: 0.1, help: 'multi30k-transformer: label smoothing' },
@@ -95,6 +95,7 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   f.lr ??= d.lr[optimizerName];
   f.weightDecay ??= d.weightDecay[optimizerName];
   f.schedule ??= d.schedule;
+  f.warmupSteps ??= d.warmupSteps ?? 0;
   if (f.resume && !f.out) throw new UsageError('--resume needs --out (the folder of the run to continue)');
   if (f.threads !== undefined) setNumThreads(f.threads as number);
 

@@ -176,7 +176,8 @@ export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | T
     }
     case 'multi30k-transformer': {
       const d = loadMulti30k({ dataDir: o.dataDir });
-      const model = transformerSeq2Seq({ srcVocab: d.srcVocab.size, tgtVocab: d.tgtVocab.size, padIdx: PAD });
+      // Sized for a CPU: d=256, 4 heads, 3+3 layers, FFN 512 (about 9M parameters with the vocabularies).
+      const model = transformerSeq2Seq({ srcVocab: d.srcVocab.size, tgtVocab: d.tgtVocab.size, padIdx: PAD, dModel: 256, heads: 4, layers: 3, ffn: 512 });
       return new TranslationTask(name, model, d.train, { val: d.val, test: d.test }, o);
     }
     default:

@@ -1,0 +1,90 @@
+// One SGD training step (forward, per-sample cross-entropy, mean backward, SGD-momentum update) of
+// our stack against the same model in Debian's python3-torch, same batch, threads and machine,
+// timed in interleaved rounds.   npm run bench:step [-- --json] [-- --rounds N]
+import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
+import { SGD } from '../src/optim/index.js';
+import { getNumThreads, keep, manualSeed, randint, randn, scope } from '../src/tensor/index.js';
+import { PythonWorker, interleave, pythonTorchVersion, report } from './timing.js';
+
+const json = process.argv.includes('--json');
+const roundsArg = process.argv.indexOf('--rounds');
+const rounds = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 5;
+const threads = getNumThreads();
+const B = 128;
+
+// The same two models in PyTorch: the MLP, and ResNet-20 with option-A shortcuts.
+const PY_MODELS = `
+import torch.nn as nn, torch.nn.functional as F
+class Block(nn.Module):
+    def __init__(s, cin, cout, stride):
+        super().__init__()
+        s.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); s.bn1 = nn.BatchNorm2d(cout)
+        s.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); s.bn2 = nn.BatchNorm2d(cout)
+        s.stride, s.extra = stride, cout - cin
+    def forward(s, x):
+        out = s.bn2(s.conv2(F.relu(s.bn1(s.conv1(x)))))
+        sc = x
+        if s.stride != 1 or s.extra:
+            sc = F.pad(x[:, :, ::s.stride, ::s.stride], (0, 0, 0, 0, s.extra // 2, s.extra - s.extra // 2))
+        return F.relu(out + sc)
+class ResNet20(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False); s.bn1 = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(3):
+                blocks.append(Block(cin, cout, stride if i == 0 else 1)); cin = cout
+        s.blocks = nn.Sequential(*blocks); s.fc = nn.Linear(64, 10)
+    def forward(s, x):
+        x = s.blocks(F.relu(s.bn1(s.conv1(x))))
+        return s.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+def mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
+`;
+
+interface Case { name: string; model: () => Layer; shape: number[]; py: string; iters: number }
+const cases: Case[] = [
+  { name: 'mlp', model: () => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), shape: [B, 1, 28, 28], py: 'mlp()', iters: 20 },
+  { name: 'resnet20', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], py: 'ResNet20()', iters: 2 },
+];
+
+const havePy = pythonTorchVersion() !== null;
+const result: Record<string, unknown> = {};
+for (const c of cases) {
+  manualSeed(0);
+  const model = c.model();
+  const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9 });
+  const x = keep(randn(c.shape));
+  const y = keep(randint(0, 10, [B]));
+  const ids = new Int32Array(B);
+  const ours = (n: number): number => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      scope(() => {
+        opt.step({ perSampleLoss: crossEntropyPerSample(model.forward(x), y), sampleIds: ids, epoch: 0 });
+      });
+    }
+    return (performance.now() - t0) / 1000;
+  };
+  const contenders: Record<string, (n: number) => number | Promise<number>> = { ours };
+  let py: PythonWorker | null = null;
+  if (havePy) {
+    py = new PythonWorker(
+      `${PY_MODELS}\ntorch.manual_seed(0)\nm = ${c.py}\nopt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)\nx = torch.randn(${c.shape.join(', ')})\ny = torch.randint(0, 10, (${B},))`,
+      'loss = F.cross_entropy(m(x), y, reduction="none").mean()\nopt.zero_grad()\nloss.backward()\nopt.step()',
+      threads,
+    );
+    contenders.torch = (n) => py!.run(n);
+  }
+  const t = await interleave(contenders, { rounds, iters: c.iters });
+  result[`step_ms_${c.name}_ours`] = t.ours! * 1e3;
+  result[`step_ms_${c.name}_pytorch`] = havePy ? t.torch! * 1e3 : null;
+  result[`step_ratio_${c.name}_vs_pytorch`] = havePy ? t.ours! / t.torch! : null;
+  py?.close();
+  opt.dispose();
+  model.dispose();
+  x.dispose();
+  y.dispose();
+}
+report({ ...result, batch: B, threads, rounds }, json);
