@@ -1,2 +1,9 @@
 // fngd: natural-gradient training on libtorch. The public API.
 export * from './tensor/index.js';
+export * as nn from './nn/index.js';
+export * as data from './data/index.js';
+export * as optim from './optim/index.js';
+export { Trainer, type TrainerOptions, type EpochRecord, type StepRecord, type TrainResult } from './train/trainer.js';
+export type { Task } from './train/task.js';
+export { createTask, TASKS, type TaskName, type TaskOptions } from './train/tasks.js';
+export { corpusBleu } from './train/bleu.js';
