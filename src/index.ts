@@ -7,3 +7,4 @@ export { Trainer, type TrainerOptions, type EpochRecord, type StepRecord, type T
 export type { Task } from './train/task.js';
 export { createTask, TASKS, type TaskName, type TaskOptions } from './train/tasks.js';
 export { corpusBleu } from './train/bleu.js';
+export * from './curvature/index.js';

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The fngd command line: `fngd train ...`, `fngd demo`, `fngd --help`.
 import { UsageError } from './args.js';
+import { benchCommand } from './bench.js';
 import { demoCommand } from './demo.js';
 import { trainCommand, trainHelp } from './train.js';
 
@@ -9,6 +10,7 @@ const HELP = `fngd: natural-gradient training on libtorch
 usage:
   fngd train --task TASK [flags]   train a model (fngd train --help lists every flag)
   fngd demo                        the headline demo
+  fngd bench --suite quick|full    the reproduction suite and its report (fngd bench --help)
   fngd --help
 `;
 
@@ -28,8 +30,11 @@ async function main(argv: string[]): Promise<void> {
     case 'demo':
       await demoCommand(rest);
       return;
+    case 'bench':
+      await benchCommand(rest);
+      return;
     default:
-      throw new UsageError(`unknown command '${cmd}' (use train or demo; see --help)`);
+      throw new UsageError(`unknown command '${cmd}' (use train, demo or bench; see --help)`);
   }
 }
 

@@ -1,19 +1,25 @@
 // `fngd train`: flags -> task + optimizer + schedule -> Trainer.fit().
-import { AdamW, SGD, constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
+import { AdamW, FNGD, KFAC, NGD, SGD, constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
+import type { BaseBatch, DataLoader } from '../data/index.js';
+import type { Module } from '../nn/index.js';
 import { setNumThreads } from '../tensor/index.js';
 import { Trainer, type EpochRecord } from '../train/trainer.js';
 import { TASKS, createTask, type TaskName } from '../train/tasks.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
 
-export const OPTIMIZERS = ['sgd', 'adamw'] as const;
+export const OPTIMIZERS = ['sgd', 'adamw', 'ngd', 'fngd', 'kfac'] as const;
 type OptimizerName = (typeof OPTIMIZERS)[number];
 
-/** Per task: epochs, batch size, and each optimizer's lr / weight decay, chosen by short searches (docs/RESULTS.md). */
+/**
+ * Per task: epochs, batch size, and each optimizer's lr / weight decay, chosen by short searches
+ * (docs/RESULTS.md). NGD and FNGD normalize their coefficients to sum to 1 (SGD's scale), so they
+ * start from SGD's learning rate.
+ */
 export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number; schedule: string; warmupSteps?: number; lr: Record<OptimizerName, number>; weightDecay: Record<OptimizerName, number> }> = {
-  'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3 }, weightDecay: { sgd: 0, adamw: 0.01 } },
-  'fashion-cnn': { epochs: 5, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3 }, weightDecay: { sgd: 0, adamw: 0.01 } },
-  'cifar10-resnet': { epochs: 10, batchSize: 128, schedule: 'cosine', lr: { sgd: 0.1, adamw: 2e-3 }, weightDecay: { sgd: 5e-4, adamw: 0.05 } },
-  'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', warmupSteps: 200, lr: { sgd: 0.1, adamw: 5e-4 }, weightDecay: { sgd: 0, adamw: 0.01 } },
+  'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3, ngd: 0.05, fngd: 0.05, kfac: 0.01 }, weightDecay: { sgd: 0, adamw: 0.01, ngd: 0, fngd: 0, kfac: 0 } },
+  'fashion-cnn': { epochs: 5, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3, ngd: 0.05, fngd: 0.05, kfac: 0.01 }, weightDecay: { sgd: 0, adamw: 0.01, ngd: 0, fngd: 0, kfac: 0 } },
+  'cifar10-resnet': { epochs: 10, batchSize: 128, schedule: 'cosine', lr: { sgd: 0.1, adamw: 2e-3, ngd: 0.1, fngd: 0.1, kfac: 0.02 }, weightDecay: { sgd: 5e-4, adamw: 0.05, ngd: 5e-4, fngd: 5e-4, kfac: 5e-4 } },
+  'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', warmupSteps: 200, lr: { sgd: 0.1, adamw: 5e-4, ngd: 0.1, fngd: 0.1, kfac: 0.02 }, weightDecay: { sgd: 0, adamw: 0.01, ngd: 0, fngd: 0, kfac: 0 } },
 };
 
 export const TRAIN_FLAGS: Record<string, FlagSpec> = {
@@ -27,6 +33,19 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   nesterov: { kind: 'bool', default: false, help: 'SGD Nesterov momentum' },
   betas: { kind: 'numbers', default: [0.9, 0.999], help: 'AdamW betas' },
   eps: { kind: 'number', min: 0, default: 1e-8, help: 'AdamW epsilon' },
+  damping: { kind: 'number', min: 0, help: 'NGD/FNGD: lambda (default 1, relative); KFAC: Tikhonov damping (default 1e-3)' },
+  'damping-mode': { kind: 'string', choices: ['relative', 'absolute'], default: 'relative', help: 'NGD/FNGD: lambda absolute, or relative to mean(diag K)/B' },
+  'damping-decay': { kind: 'number', min: 0, max: 1, default: 1, help: 'NGD/FNGD: multiply lambda by this every epoch' },
+  'ngd-mode': { kind: 'string', choices: ['layerwise', 'global'], default: 'layerwise', help: 'NGD/FNGD: block-diagonal (per layer) or global Fisher' },
+  normalize: { kind: 'string', choices: ['sum', 'none'], default: 'sum', help: 'NGD/FNGD: rescale coefficients to sum to 1 (SGD step size), or keep the raw damped NGD step' },
+  key: { kind: 'string', choices: ['sample', 'slot'], default: 'sample', help: 'FNGD: store coefficients by dataset sample id or by batch slot' },
+  'refresh-every': { kind: 'int', min: 0, default: 0, help: 'FNGD: recompute coefficients every N epochs (0: first epoch only)' },
+  'probe-every': { kind: 'int', min: 0, default: 0, help: 'FNGD: staleness probe every N reuse steps (0: off)' },
+  'probe-threshold': { kind: 'number', min: -1, max: 1, default: 0.9, help: 'FNGD: a probe cosine below this makes the next epoch an NGD epoch' },
+  'stat-decay': { kind: 'number', min: 0, max: 1, default: 0.95, help: 'KFAC: running-average decay of the factors' },
+  'cov-update-every': { kind: 'int', min: 1, default: 10, help: 'KFAC: steps between factor updates' },
+  'inv-update-every': { kind: 'int', min: 1, default: 100, help: 'KFAC: steps between inverse updates' },
+  'kl-clip': { kind: 'number', min: 0, default: 1e-3, help: 'KFAC: KL clipping bound (0: off)' },
   schedule: { kind: 'string', choices: ['constant', 'step', 'cosine'], help: 'lr schedule over steps (default: per task)' },
   'warmup-steps': { kind: 'int', min: 0, help: 'linear lr warm-up steps (default: per task, 0 but for the Transformer)' },
   'step-size': { kind: 'int', min: 1, help: 'step schedule: decay every N epochs (default: a third of the epochs)' },
@@ -54,13 +73,43 @@ export function trainHelp(): string {
   return helpText(TRAIN_USAGE, TRAIN_FLAGS);
 }
 
-export function buildOptimizer(name: OptimizerName, params: ReturnType<Trainer<never>['task']['model']['parameters']>, f: Record<string, unknown>): Optimizer {
-  const lr = f.lr as number;
-  const weightDecay = f.weightDecay as number;
-  if (name === 'sgd') return new SGD(params, { lr, momentum: f.momentum as number, nesterov: f.nesterov as boolean, weightDecay });
-  const betas = f.betas as number[];
-  if (betas.length !== 2) throw new UsageError(`--betas needs two numbers like 0.9,0.999; got ${betas.join(',')}`);
-  return new AdamW(params, { lr, betas: [betas[0]!, betas[1]!], eps: f.eps as number, weightDecay });
+/** What an optimizer needs to know of the task: the model, and the training data's size and batching. */
+export interface OptimizerContext {
+  model: Module;
+  trainLoader: DataLoader<BaseBatch>;
+}
+
+export function buildOptimizer(name: OptimizerName, ctx: OptimizerContext, f: Record<string, unknown>): Optimizer {
+  const params = ctx.model.parameters();
+  const sgd = { lr: f.lr as number, momentum: f.momentum as number, nesterov: f.nesterov as boolean, weightDecay: f.weightDecay as number };
+  const ngd = {
+    ...sgd, damping: (f.damping as number | undefined) ?? 1, dampingMode: f.dampingMode as 'relative' | 'absolute',
+    dampingDecay: f.dampingDecay as number, mode: f.ngdMode as 'layerwise' | 'global', normalize: f.normalize as 'sum' | 'none',
+  };
+  switch (name) {
+    case 'sgd':
+      return new SGD(params, sgd);
+    case 'adamw': {
+      const betas = f.betas as number[];
+      if (betas.length !== 2) throw new UsageError(`--betas needs two numbers like 0.9,0.999; got ${betas.join(',')}`);
+      return new AdamW(params, { lr: sgd.lr, betas: [betas[0]!, betas[1]!], eps: f.eps as number, weightDecay: sgd.weightDecay });
+    }
+    case 'ngd':
+      return new NGD(ctx.model, ngd);
+    case 'fngd':
+      return new FNGD(ctx.model, {
+        ...ngd, key: f.key as 'sample' | 'slot', numSamples: ctx.trainLoader.dataset.length,
+        batchesPerEpoch: ctx.trainLoader.batchesPerEpoch, batchSize: ctx.trainLoader.batchSize,
+        refreshEvery: f.refreshEvery as number, probeEvery: f.probeEvery as number, probeThreshold: f.probeThreshold as number,
+      });
+    case 'kfac':
+      return new KFAC(ctx.model, {
+        ...sgd, damping: (f.damping as number | undefined) ?? 1e-3, statDecay: f.statDecay as number,
+        covUpdateEvery: f.covUpdateEvery as number, invUpdateEvery: f.invUpdateEvery as number, klClip: (f.klClip as number) || null,
+      });
+    default:
+      throw new UsageError(`unknown optimizer '${String(name)}' (use one of ${OPTIMIZERS.join(', ')})`);
+  }
 }
 
 export function buildSchedule(f: Record<string, unknown>, stepsPerEpoch: number, epochs: number): Schedule {
@@ -105,7 +154,7 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
     arch: f.arch as 'small' | 'resnet18', labelSmoothing: f.labelSmoothing as number,
   });
   try {
-    const optimizer = buildOptimizer(optimizerName, t.model.parameters(), f);
+    const optimizer = buildOptimizer(optimizerName, t as OptimizerContext, f);
     const schedule = buildSchedule(f, t.trainLoader.batchesPerEpoch, f.epochs as number);
     const trainer = new Trainer(t as never, optimizer, {
       epochs: f.epochs as number, seed: f.seed as number, outDir: (f.out as string | undefined) ?? null,

@@ -16,6 +16,8 @@ export interface StepInput {
   sampleIds: Int32Array;
   /** The current epoch, counted from 0. */
   epoch: number;
+  /** The batch's position in its epoch, from 0 (FNGD's slot-keyed store needs it; default 0). */
+  batchIndex?: number;
 }
 
 /** What a step reports; `loss` is the mean of the per-sample losses. Methods may add numbers. */
@@ -171,6 +173,11 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   /** One training step on a batch: the gradient phase, then `update()`. */
   step(input: StepInput): StepStats {
     checkStepInput(this.kind, input);
+    // A NaN or infinite loss would turn every parameter into NaN: stop before any gradient.
+    const loss = scope(() => input.perSampleLoss.detach().mean().item());
+    if (!Number.isFinite(loss)) {
+      throw new Error(`${this.kind}.step: the loss is ${loss} at epoch ${input.epoch}; parameters left unchanged (lower the learning rate, or check the data)`);
+    }
     const stats = this.computeGradients(input);
     this.update();
     return stats;

@@ -16,7 +16,7 @@ export interface SGDHyper {
 export type SGDOptions = Pick<SGDHyper, 'lr'> & Partial<SGDHyper>;
 
 export class SGD extends Optimizer<SGDHyper> {
-  readonly kind = 'SGD';
+  readonly kind: string = 'SGD';
 
   constructor(params: ParamsInput<SGDHyper>, options: SGDOptions) {
     super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });

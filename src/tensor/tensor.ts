@@ -201,6 +201,9 @@ export class Tensor {
   gt(other: Tensor | Scalar): Tensor { return (other instanceof Tensor ? ops.gt(this, other) : ops.gtScalar(this, other)) as Tensor; }
   ge(other: Tensor | Scalar): Tensor { return (other instanceof Tensor ? ops.ge(this, other) : ops.geScalar(this, other)) as Tensor; }
   isnan(): Tensor { return ops.isnan(this) as Tensor; }
+  /** True (a bool 0-d tensor) when every element is non-zero. */
+  all(): Tensor { return ops.all(this) as Tensor; }
+  any(): Tensor { return ops.any(this) as Tensor; }
   isfinite(): Tensor { return ops.isfinite(this) as Tensor; }
 
   // ---- products -------------------------------------------------------------------------------
@@ -396,6 +399,8 @@ export const ops = {
   ge: defineOp('ge', 'Tensor'),
   geScalar: defineOp('ge', 'Scalar'),
   isnan: defineOp('isnan'),
+  all: defineOp('all'),
+  any: defineOp('any'),
   isfinite: defineOp('isfinite'),
   matmul: defineOp('matmul'),
   mm: defineOp('mm'),

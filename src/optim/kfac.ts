@@ -1,0 +1,316 @@
+// K-FAC (Martens & Grosse 2015; conv layers: Grosse & Martens 2016) on top of SGD's rule: the
+// Fisher block of each Linear/Conv2d layer is approximated by A (x) G, so its preconditioned gradient
+// is V = G^-1 grad_W A^-1 with the bias gradient as the last column of grad_W (A carries the
+// homogeneous coordinate). V goes into .grad and SGD's update (momentum, Nesterov, weight decay)
+// takes it from there, as in the usual K-FAC implementations.
+//
+// Factors come from the curvature engine (src/curvature, conventions in layers.ts):
+//   A = E_{i,t}[a a^T] (trailing 1 for the bias), G = (1/B) sum_{i,t} d d^T with d = d l_i / d z_it,
+// so for conv layers A (x) G = T E[a a^T] (x) E[d d^T], the KFC scaling. d is the gradient of the
+// actual per-sample loss: this is the empirical-Fisher variant (no sampled targets).
+//
+// Damping: Tikhonov with the factored pi correction (Martens & Grosse 2015, section 6.3):
+//   pi = sqrt((tr A / dim A) / (tr G / dim G)),  invert (A + pi sqrt(lambda) I) and (G + sqrt(lambda)/pi I)
+// by Cholesky in float64. Running averages are float64; inverses are stored in the layer's dtype.
+//
+// Schedule, per step k (counted by this optimizer, saved in its state dict):
+//   1. .grad = mean-loss gradient (capture.writeWeightedGradients with alpha = 1/B)
+//   2. k % covUpdateEvery == 0: A <- decay A + (1 - decay) A_batch (the first update of a layer
+//      takes A_batch as it is: no bias towards zero or I). A layer without factors yet (step 0, or a
+//      layer seen for the first time) is updated on any step.
+//   3. k % invUpdateEvery == 0, or a layer has no inverses yet: recompute its inverses from the running
+//      factors (invUpdateEvery need not be a multiple of covUpdateEvery).
+//   4. V = G^-1 grad A^-1 per covered layer, then KL clipping (Ba et al. 2017):
+//      nu = min(1, sqrt(klClip / sum_p lr_p^2 <V_p, grad_p>)) over the preconditioned parameters p
+//      (each with its group's lr), every V times nu; fallback parameters are not clipped.
+//   5. SGD's update.
+// Embedding layers and parameters outside Linear/Conv2d (norm affine parameters, grouped convs, ...)
+// keep their plain mean-loss gradient, first order; `fallbackParams()` names them.
+import { CurvatureEngine, type LayerCurvature } from '../curvature/index.js';
+import { Embedding, type Linear } from '../nn/linear.js';
+import type { Conv2d } from '../nn/conv.js';
+import type { Module } from '../nn/module.js';
+import type { TappableLayer } from '../nn/taps.js';
+import { cat, eye, full, keep, linalg, noGrad, scope, type Tensor } from '../tensor/index.js';
+import { checkOption, type ParamGroup, type ParamsInput, type StepInput, type StepStats } from './optimizer.js';
+import { SGD, type SGDHyper, type SGDOptions } from './sgd.js';
+
+export interface KFACOptions extends SGDOptions {
+  /** lambda, the Tikhonov damping of the Fisher blocks (default 1e-3). */
+  damping?: number;
+  /** Running-average decay of A and G (default 0.95). */
+  statDecay?: number;
+  /** Steps between factor updates (default 10). */
+  covUpdateEvery?: number;
+  /** Steps between inverse recomputations (default 100). */
+  invUpdateEvery?: number;
+  /** KL clipping bound (default 1e-3); null or 0 disables it. */
+  klClip?: number | null;
+  /** Parameters to optimize, or parameter groups (default: all of the model's). */
+  params?: ParamsInput<SGDHyper>;
+}
+
+/** One covered layer's state: running factors (float64) and damped inverses (layer dtype). */
+interface Factors {
+  A: Tensor;
+  G: Tensor;
+  Ainv: Tensor | null;
+  Ginv: Tensor | null;
+}
+
+/** What extraStateDict saves besides tensors (the KFAC knobs are restored like group hyperparameters). */
+interface KFACMeta {
+  steps: number;
+  damping: number;
+  statDecay: number;
+  covUpdateEvery: number;
+  invUpdateEvery: number;
+  klClip: number | null;
+  layers: { name: string; inverses: boolean }[];
+}
+
+export class KFAC extends SGD {
+  override readonly kind: string = 'KFAC';
+  readonly engine: CurvatureEngine;
+  damping: number;
+  statDecay: number;
+  covUpdateEvery: number;
+  invUpdateEvery: number;
+  klClip: number | null;
+  /** Steps taken by computeGradients (the factor and inverse schedules count these). */
+  #steps = 0;
+  readonly #factors = new Map<string, Factors>();
+  readonly #fallback: string[];
+  readonly #groupOf = new Map<Tensor, ParamGroup<SGDHyper>>();
+
+  constructor(model: Module, o: KFACOptions) {
+    const { damping = 1e-3, statDecay = 0.95, covUpdateEvery = 10, invUpdateEvery = 100, klClip = 1e-3, params, ...sgd } = o;
+    super(params ?? model.parameters(), sgd);
+    const owner = new.target.name;
+    this.damping = checkOption(owner, 'damping', damping, { min: 0, minExclusive: true });
+    this.statDecay = checkOption(owner, 'statDecay', statDecay, { min: 0, max: 1, maxExclusive: true });
+    this.covUpdateEvery = checkInt(owner, 'covUpdateEvery', covUpdateEvery);
+    this.invUpdateEvery = checkInt(owner, 'invUpdateEvery', invUpdateEvery);
+    this.klClip = klClip === null || klClip === 0 ? null : checkOption(owner, 'klClip', klClip, { min: 0, minExclusive: true });
+
+    for (const g of this.paramGroups) for (const p of g.params) this.#groupOf.set(p, g);
+    const named = model.namedParameters();
+    const inModel = new Set(named.map(([, p]) => p));
+    const stray = this.params.findIndex((p) => !inModel.has(p));
+    if (stray >= 0) throw new Error(`${owner}: parameter ${stray} is not a parameter of the model (the curvature engine could not give it a gradient)`);
+    // Precondition a layer only when the optimizer owns all of its parameters; embeddings have a
+    // diagonal A that this implementation does not use, so they stay first order.
+    const owned = (layer: TappableLayer): boolean => layerParams(layer).every((p) => this.#groupOf.has(p) && p.requiresGrad);
+    this.engine = new CurvatureEngine(model, { filter: (_name, layer) => !(layer instanceof Embedding) && owned(layer) });
+    const covered = new Set(this.engine.coveredParams.map((c) => c.param));
+    this.#fallback = named.filter(([, p]) => this.#groupOf.has(p) && !covered.has(p)).map(([n]) => n);
+    if (this.#fallback.length > 0) {
+      process.stderr.write(`KFAC: first-order fallback for ${this.#fallback.length} parameters: ${this.#fallback.join(', ')}\n`);
+    }
+  }
+
+  /** Names of the optimized parameters that get the plain mean-loss gradient (not preconditioned). */
+  fallbackParams(): string[] {
+    return [...this.#fallback];
+  }
+
+  protected override computeGradients(input: StepInput): StepStats {
+    const loss = scope(() => input.perSampleLoss.detach().mean().item());
+    if (!Number.isFinite(loss)) {
+      this.engine.clear();
+      throw new Error(`${this.kind}: the loss is ${loss}; parameters and factors left unchanged`);
+    }
+    const k = this.#steps;
+    const cap = this.engine.capture(input.perSampleLoss);
+    let nu = 1;
+    try {
+      const b = cap.batchSize;
+      scope(() => cap.writeWeightedGradients(full([b], 1 / b, { dtype: input.perSampleLoss.dtype, device: input.perSampleLoss.device })));
+      noGrad(() => {
+        for (const l of cap.layers) {
+          const f = this.#factors.get(l.name);
+          if (f === undefined || k % this.covUpdateEvery === 0) this.#updateFactors(l, f);
+          const g = this.#factors.get(l.name)!;
+          if (g.Ainv === null || k % this.invUpdateEvery === 0) this.#invert(l.name, g, l.params[0].dtype);
+        }
+        nu = this.#precondition(cap.layers.map((l) => ({ name: l.name, params: l.params })));
+      });
+    } finally {
+      cap.dispose();
+    }
+    this.#steps = k + 1;
+    return { loss, nu };
+  }
+
+  /** Running averages in float64; a layer's first update takes the batch factors as they are. */
+  #updateFactors(l: LayerCurvature, f: Factors | undefined): void {
+    scope(() => {
+      const { A, G, aDiagonal } = l.kfac();
+      if (aDiagonal) throw new Error(`${this.kind}: layer '${l.name}' has a diagonal A (embedding); it should have been left to the fallback`);
+      if (f === undefined) {
+        this.#factors.set(l.name, { A: keep(A.double().clone()), G: keep(G.double().clone()), Ainv: null, Ginv: null });
+      } else {
+        f.A.mul_(this.statDecay).add_(A.double(), 1 - this.statDecay);
+        f.G.mul_(this.statDecay).add_(G.double(), 1 - this.statDecay);
+      }
+    });
+  }
+
+  /** (A + pi sqrt(lambda) I)^-1 and (G + sqrt(lambda)/pi I)^-1 by Cholesky in float64. */
+  #invert(name: string, f: Factors, dtype: Tensor['dtype']): void {
+    const [Ainv, Ginv] = scope(() => {
+      const dA = f.A.size(0);
+      const dG = f.G.size(0);
+      const trA = f.A.diagonal().sum().item() / dA;
+      const trG = f.G.diagonal().sum().item() / dG;
+      // A zero G (no gradient reached the layer yet) would make pi infinite: split the damping evenly.
+      let pi = Math.sqrt(trA / trG);
+      if (!Number.isFinite(pi) || pi <= 0) pi = 1;
+      const s = Math.sqrt(this.damping);
+      const o = { dtype: 'float64' as const, device: f.A.device };
+      return [
+        spdInverse(f.A.add(eye(dA, o).mul(pi * s)), `${this.kind}: A of layer '${name}'`).to(dtype),
+        spdInverse(f.G.add(eye(dG, o).mul(s / pi)), `${this.kind}: G of layer '${name}'`).to(dtype),
+      ];
+    });
+    f.Ainv?.dispose();
+    f.Ginv?.dispose();
+    f.Ainv = keep(Ainv);
+    f.Ginv = keep(Ginv);
+  }
+
+  /** .grad <- nu G^-1 [grad_W, grad_b] A^-1 for every covered layer; returns nu. */
+  #precondition(layers: { name: string; params: [Tensor, Tensor | null] }[]): number {
+    return scope(() => {
+      const work: { w: Tensor; b: Tensor | null; V: Tensor }[] = [];
+      let vg: Tensor | null = null;
+      for (const { name, params: [w, b] } of layers) {
+        const f = this.#factors.get(name)!;
+        const gw = w.grad;
+        const gb = b === null ? null : b.grad;
+        if (gw === null || (b !== null && gb === null)) continue; // the loss did not reach it
+        const flat = gw.reshape(gw.size(0), -1);
+        const X = gb === null ? flat : cat([flat, gb.unsqueeze(1)], 1);
+        const V = f.Ginv!.mm(X).mm(f.Ainv!);
+        // lr^2 <V, grad>, each parameter with its group's lr (biases often sit in another group).
+        const lrW = this.#groupOf.get(w)!.lr;
+        const vx = V.mul(X).double();
+        const din = flat.size(1);
+        let term = vx.narrow(1, 0, din).sum().mul(lrW * lrW);
+        if (b !== null) term = term.add(vx.select(1, din).sum(), this.#groupOf.get(b)!.lr ** 2);
+        vg = vg === null ? term : vg.add(term);
+        work.push({ w, b, V });
+      }
+      let nu = 1;
+      if (this.klClip !== null && vg !== null) {
+        const s = vg.item();
+        if (s > 0) nu = Math.min(1, Math.sqrt(this.klClip / s));
+      }
+      for (const { w, b, V } of work) {
+        const din = V.size(1) - (b === null ? 0 : 1);
+        const Vs = nu === 1 ? V : V.mul(nu);
+        w.grad = Vs.narrow(1, 0, din).reshape(w.shape);
+        if (b !== null) b.grad = Vs.select(1, din).contiguous();
+      }
+      return nu;
+    });
+  }
+
+  protected override extraStateDict(): { tensors: Map<string, Tensor>; meta: unknown } {
+    const tensors = new Map<string, Tensor>();
+    const layers: KFACMeta['layers'] = [];
+    noGrad(() => {
+      for (const [name, f] of this.#factors) {
+        tensors.set(`${name}.A`, f.A.clone());
+        tensors.set(`${name}.G`, f.G.clone());
+        if (f.Ainv !== null && f.Ginv !== null) {
+          tensors.set(`${name}.Ainv`, f.Ainv.clone());
+          tensors.set(`${name}.Ginv`, f.Ginv.clone());
+        }
+        layers.push({ name, inverses: f.Ainv !== null });
+      }
+    });
+    const { damping, statDecay, covUpdateEvery, invUpdateEvery, klClip } = this;
+    const meta: KFACMeta = { steps: this.#steps, damping, statDecay, covUpdateEvery, invUpdateEvery, klClip, layers };
+    return { tensors, meta };
+  }
+
+  protected override loadExtraStateDict(tensors: Map<string, Tensor>, meta: unknown): void {
+    const who = `${this.kind}.loadStateDict`;
+    const m = meta as KFACMeta | null;
+    if (m === null || typeof m !== 'object' || !Number.isInteger(m.steps) || m.steps < 0 || !Array.isArray(m.layers)) {
+      throw new Error(`${who}: missing or malformed KFAC state (steps, layers)`);
+    }
+    checkOption(who, 'damping', m.damping, { min: 0, minExclusive: true });
+    checkOption(who, 'statDecay', m.statDecay, { min: 0, max: 1, maxExclusive: true });
+    checkInt(who, 'covUpdateEvery', m.covUpdateEvery);
+    checkInt(who, 'invUpdateEvery', m.invUpdateEvery);
+    if (m.klClip !== null) checkOption(who, 'klClip', m.klClip, { min: 0, minExclusive: true });
+    const layers = new Map(this.engine.layers.map((l) => [l.name, l.layer] as const));
+    const loaded = new Map<string, Factors>();
+    const take = (key: string, n: number, dtype: Tensor['dtype'], device: Tensor['device']): Tensor => {
+      const t = tensors.get(key);
+      if (t === undefined) throw new Error(`${who}: missing tensor 'extra.${key}'`);
+      if (t.dim !== 2 || t.size(0) !== n || t.size(1) !== n) throw new Error(`${who}: 'extra.${key}' has shape [${t.shape}], expected [${n}, ${n}]`);
+      return keep(scope(() => t.to({ dtype, device }).clone()));
+    };
+    try {
+      noGrad(() => {
+        for (const { name, inverses } of m.layers) {
+          const layer = layers.get(name);
+          if (layer === undefined) throw new Error(`${who}: factors for '${name}', which is not a layer this KFAC preconditions`);
+          const [w, b] = layerParams(layer);
+          const dA = w.numel / w.size(0) + (b === undefined ? 0 : 1);
+          const dG = w.size(0);
+          const f: Factors = { A: take(`${name}.A`, dA, 'float64', w.device), G: take(`${name}.G`, dG, 'float64', w.device), Ainv: null, Ginv: null };
+          loaded.set(name, f);
+          if (inverses) {
+            f.Ainv = take(`${name}.Ainv`, dA, w.dtype, w.device);
+            f.Ginv = take(`${name}.Ginv`, dG, w.dtype, w.device);
+          }
+        }
+      });
+    } catch (e) {
+      disposeFactors(loaded);
+      throw e;
+    }
+    disposeFactors(this.#factors);
+    this.#factors.clear();
+    for (const [n, f] of loaded) this.#factors.set(n, f);
+    this.#steps = m.steps;
+    this.damping = m.damping;
+    this.statDecay = m.statDecay;
+    this.covUpdateEvery = m.covUpdateEvery;
+    this.invUpdateEvery = m.invUpdateEvery;
+    this.klClip = m.klClip;
+  }
+
+  /** Frees factors and inverses and stops the engine's recording (the optimizer is done). */
+  override dispose(): void {
+    disposeFactors(this.#factors);
+    this.#factors.clear();
+    this.engine.dispose();
+    super.dispose();
+  }
+}
+
+function layerParams(layer: TappableLayer): Tensor[] {
+  const b = (layer as Linear | Conv2d).bias ?? null;
+  return b === null ? [layer.weight] : [layer.weight, b];
+}
+
+/** The inverse of a symmetric positive definite matrix, float64, by Cholesky. */
+function spdInverse(m: Tensor, what: string): Tensor {
+  const { L, info } = linalg.choleskyEx(m);
+  if (info.item() !== 0) throw new Error(`${what}: damped factor is not positive definite (Cholesky failed); raise 'damping'`);
+  return linalg.choleskySolve(eye(m.size(0), { dtype: m.dtype, device: m.device }), L);
+}
+
+function disposeFactors(factors: Map<string, Factors>): void {
+  for (const f of factors.values()) for (const t of [f.A, f.G, f.Ainv, f.Ginv]) t?.dispose();
+}
+
+function checkInt(owner: string, name: string, v: unknown): number {
+  if (!Number.isInteger(v) || (v as number) < 1) throw new RangeError(`${owner}: option '${name}' must be a positive integer, got ${String(v)}`);
+  return v as number;
+}

@@ -1,0 +1,171 @@
+// The reproduction suite's runner on a tiny configuration (`--suite smoke`: MNIST MLP on 256 samples,
+// 2 epochs), the demo on a tiny one, pending optimizers skipped with a notice, flag errors, and the
+// quick suite's planned time.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { OPTIMIZER_TABLE } from '../bench/hyper.js';
+import { SUITE_OPTIMIZERS, estimateSeconds, getSuite } from '../bench/suites.js';
+import { lossCurve, runFlags, splitOptimizers } from '../src/cli/bench.js';
+import { demoOptimizers } from '../src/cli/demo.js';
+import { OPTIMIZERS } from '../src/cli/train.js';
+import type { Report } from '../src/report/report.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const factory = new Set<string>(OPTIMIZERS);
+
+function fngd(...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, FNGD_NUM_THREADS: '1' } });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('bench --suite smoke writes report.json, report.md, plots and run logs; --from rebuilds the same report', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-bench-'));
+  try {
+    const t0 = Date.now();
+    const r = fngd('bench', '--suite', 'smoke', '--out', dir, '--no-progress');
+    assert.equal(r.code, 0, r.err);
+    const runnable = SUITE_OPTIMIZERS.filter((o) => factory.has(o));
+    // Every optimizer of the table the factory lacks is skipped out loud, never silently.
+    for (const o of SUITE_OPTIMIZERS.filter((n) => !factory.has(n))) {
+      assert.match(r.err, new RegExp(`skipping ${o} on every task \\(pending: '${o}' is not in the optimizer factory yet`));
+    }
+    const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8')) as Report;
+    assert.equal(report.format, 'fngd.bench.v1');
+    assert.equal(report.machine.threads, 1);
+    assert.ok(report.machine.cpus >= 1 && report.machine.torch.length > 0 && report.machine.date.length > 0);
+    assert.deepEqual(report.runs.map((x) => x.optimizer), runnable);
+    assert.deepEqual(report.timings.map((x) => x.optimizer), runnable);
+    for (const run of report.runs) {
+      assert.equal(run.status, 'done', run.error);
+      assert.equal(run.epochs.length, 2);
+      assert.equal(run.steps_per_epoch, 4);
+      assert.ok(run.epochs.every((e) => e.train_time > 0 && e.train_time <= e.wall_time && e.metric >= 0 && e.metric <= 1));
+      assert.equal(run.loss_curve.length, 8, 'one point per step when epochs are this short');
+      const logs = join(dir, 'runs', 'mnist-mlp', run.optimizer, 'seed0');
+      assert.equal(readFileSync(join(logs, 'log.jsonl'), 'utf8').trim().split('\n').length, 2);
+      assert.ok(!existsSync(join(logs, 'checkpoint.safetensors')), 'checkpoints of finished runs are removed');
+    }
+    const sgd = report.summary[0]!.optimizers.find((o) => o.optimizer === 'sgd')!;
+    assert.equal(sgd.step_ratio_to_sgd, 1);
+    assert.ok(sgd.train_step_ms_first_epoch && sgd.train_step_ms_later);
+    const md = readFileSync(join(dir, 'report.md'), 'utf8');
+    assert.match(md, /^# fngd benchmark report: smoke suite/);
+    assert.match(md, /## MNIST MLP 784-512-256-10 \(`mnist-mlp`\)/);
+    assert.match(r.out, /\| sgd \| \d\/1 \|/, 'the tables are printed too');
+    const plots = readdirSync(join(dir, 'plots')).sort();
+    assert.deepEqual(plots, ['mnist-mlp-loss-epoch.svg', 'mnist-mlp-loss-time.svg', 'mnist-mlp-metric-epoch.svg', 'mnist-mlp-metric-time.svg']);
+    const elapsed = (Date.now() - t0) / 1000;
+    assert.ok(elapsed < 60, `the smoke suite took ${elapsed} s`);
+
+    const again = join(dir, 'again');
+    const rebuilt = fngd('bench', '--from', join(dir, 'report.json'), '--out', again);
+    assert.equal(rebuilt.code, 0, rebuilt.err);
+    assert.equal(readFileSync(join(again, 'report.md'), 'utf8'), md);
+    assert.equal(readFileSync(join(again, 'report.json'), 'utf8'), readFileSync(join(dir, 'report.json'), 'utf8'));
+    for (const p of plots) assert.equal(readFileSync(join(again, 'plots', p), 'utf8'), readFileSync(join(dir, 'plots', p), 'utf8'), p);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('demo on a tiny configuration prints the comparison table and writes the plot', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-demo-'));
+  try {
+    const r = fngd('demo', '--train-limit', '256', '--eval-limit', '200', '--epochs', '1', '--out', dir, '--no-progress');
+    assert.equal(r.code, 0, r.err);
+    const [a, b] = demoOptimizers();
+    assert.match(r.out, /optimizer\s+test accuracy\s+train loss\s+time to 97\.00%\s+training time\s+step \(ms\)\s+step \/ SGD/);
+    assert.match(r.out, new RegExp(`\\n${a}\\s+\\d+\\.\\d\\d%`));
+    assert.match(r.out, new RegExp(`\\n${b}\\s+\\d+\\.\\d\\d%`));
+    assert.match(r.out, new RegExp(`plot: ${join(dir, 'demo.svg').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const svg = readFileSync(join(dir, 'demo.svg'), 'utf8');
+    assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="1280"/);
+    assert.match(svg, /training loss/);
+    assert.match(svg, /test accuracy/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a task without its data is reported as not run, the suite goes on, and the exit status says so', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-bench-nodata-'));
+  try {
+    const r = fngd('bench', '--suite', 'quick', '--only', 'cifar10-resnet', '--optimizers', 'sgd', '--data-dir', join(dir, 'none'), '--out', dir, '--no-progress');
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /cifar10-resnet: not run: .*data_batch_1\.bin/);
+    const md = readFileSync(join(dir, 'report.md'), 'utf8');
+    assert.match(md, /- sgd on cifar10-resnet: task not run: .*data_batch_1\.bin/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the demo compares SGD with FNGD once the factory has it, AdamW until then', () => {
+  assert.deepEqual(demoOptimizers(), factory.has('fngd') ? ['sgd', 'fngd'] : ['sgd', 'adamw']);
+});
+
+test('optimizer table: entries for the five methods; pending ones are named with the reason', () => {
+  for (const o of ['sgd', 'adamw', 'kfac', 'ngd', 'fngd']) {
+    assert.ok(OPTIMIZER_TABLE[o], `bench/hyper.ts has ${o}`);
+    for (const t of ['mnist-mlp', 'fashion-cnn', 'cifar10-resnet', 'multi30k-transformer'] as const) {
+      assert.equal(typeof OPTIMIZER_TABLE[o]!.tasks[t].lr, 'number', `${o} has an lr for ${t}`);
+    }
+  }
+  const { runnable, pending } = splitOptimizers(SUITE_OPTIMIZERS);
+  assert.deepEqual(runnable, SUITE_OPTIMIZERS.filter((o) => factory.has(o)));
+  for (const p of pending) assert.match(p.reason, /^pending: '\w+' is not in the optimizer factory yet/);
+  // Every runnable entry's keys are `fngd train` flags (a misnamed one fails before any training).
+  for (const cfg of getSuite('full')) for (const o of runnable) runFlags(cfg, o);
+  OPTIMIZER_TABLE.bogus = { doc: '', tuned: false, common: { dampening: 1 }, tasks: OPTIMIZER_TABLE.sgd!.tasks };
+  try {
+    assert.throws(() => runFlags(getSuite('smoke')[0]!, 'bogus'), /'bogus' sets dampening, not a flag of `fngd train`/);
+  } finally {
+    delete OPTIMIZER_TABLE.bogus;
+  }
+});
+
+test('bench flag errors are named', () => {
+  const cases: [string[], RegExp][] = [
+    [['bench', '--suite', 'quick'], /--out is required/],
+    [['bench', '--suite', 'huge', '--out', 'x'], /--suite must be one of quick, full, smoke; got 'huge'/],
+    [['bench', '--only', 'imagenet', '--out', 'x'], /--only: imagenet is not in the quick suite \(it has mnist-mlp, fashion-cnn, cifar10-resnet\)/],
+    [['bench', '--optimizers', 'sgd,lbfgs', '--out', 'x'], /--optimizers: unknown lbfgs/],
+    [['bench', '--seeds', '0', '--out', 'x'], /--seeds must be at least 1/],
+  ];
+  for (const [args, re] of cases) {
+    const r = fngd(...args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re);
+  }
+  const help = fngd('bench', '--help');
+  assert.equal(help.code, 0);
+  for (const o of SUITE_OPTIMIZERS) assert.match(help.out, new RegExp(`^  ${o} `, 'm'));
+  if (!factory.has('fngd')) assert.match(help.out, /fngd\s+\[pending\]/);
+});
+
+test('the quick suite is planned to fit 20 minutes on 2 cores with all five optimizers', () => {
+  const quick = getSuite('quick');
+  const s = estimateSeconds(quick, SUITE_OPTIMIZERS);
+  assert.ok(s <= 20 * 60, `planned ${(s / 60).toFixed(1)} min`);
+  assert.ok(quick.every((t) => t.epochs >= 2), 'FNGD needs a second epoch to reuse its coefficients');
+  assert.ok(!quick.some((t) => t.task === 'multi30k-transformer'));
+});
+
+test('loss curve: per-stretch means, times interpolated inside each epoch', () => {
+  const steps = [0, 1, 2, 3].flatMap((k) => [0, 1].map((e) => ({ epoch: e, step: k, loss: 4 - k - 2 * e })));
+  const epochs = [1, 2].map((e) => ({ epoch: e, wall_time: 10 * e + 1, train_time: 10 * e, train_loss: 0, eval_loss: 0, metric: 0 }));
+  // 4 steps per epoch, 20 points allowed per epoch: one point per step.
+  assert.deepEqual(lossCurve(steps, epochs, 4), [
+    [0.25, 2.5, 4], [0.5, 5, 3], [0.75, 7.5, 2], [1, 10, 1],
+    [1.25, 12.5, 2], [1.5, 15, 1], [1.75, 17.5, 0], [2, 20, -1],
+  ]);
+  const long = Array.from({ length: 100 }, (_, k) => ({ epoch: 0, step: k, loss: k }));
+  const one = lossCurve(long, [epochs[0]!], 100);
+  assert.equal(one.length, 20);
+  assert.deepEqual(one[0], [0.05, 0.5, 2], 'the mean of steps 0-4');
+});
