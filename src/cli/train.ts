@@ -33,7 +33,7 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   nesterov: { kind: 'bool', default: false, help: 'SGD Nesterov momentum' },
   betas: { kind: 'numbers', default: [0.9, 0.999], help: 'AdamW betas' },
   eps: { kind: 'number', min: 0, default: 1e-8, help: 'AdamW epsilon' },
-  damping: { kind: 'number', min: 0, help: 'NGD/FNGD: lambda (default 1, relative); KFAC: Tikhonov damping (default 1e-3)' },
+  damping: { kind: 'number', min: 0, help: 'NGD/FNGD: lambda (default 10, relative; searched on MNIST, docs/RESULTS.md); KFAC: Tikhonov damping (default 1e-3)' },
   'damping-mode': { kind: 'string', choices: ['relative', 'absolute'], default: 'relative', help: 'NGD/FNGD: lambda absolute, or relative to mean(diag K)/B' },
   'damping-decay': { kind: 'number', min: 0, max: 1, default: 1, help: 'NGD/FNGD: multiply lambda by this every epoch' },
   'ngd-mode': { kind: 'string', choices: ['layerwise', 'global'], default: 'layerwise', help: 'NGD/FNGD: block-diagonal (per layer) or global Fisher' },
@@ -83,7 +83,7 @@ export function buildOptimizer(name: OptimizerName, ctx: OptimizerContext, f: Re
   const params = ctx.model.parameters();
   const sgd = { lr: f.lr as number, momentum: f.momentum as number, nesterov: f.nesterov as boolean, weightDecay: f.weightDecay as number };
   const ngd = {
-    ...sgd, damping: (f.damping as number | undefined) ?? 1, dampingMode: f.dampingMode as 'relative' | 'absolute',
+    ...sgd, damping: (f.damping as number | undefined) ?? 10, dampingMode: f.dampingMode as 'relative' | 'absolute',
     dampingDecay: f.dampingDecay as number, mode: f.ngdMode as 'layerwise' | 'global', normalize: f.normalize as 'sum' | 'none',
   };
   switch (name) {
