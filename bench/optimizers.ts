@@ -1,0 +1,67 @@
+// Step time of each second-order method over a plain SGD step, same model and batch, in
+// interleaved rounds:   npm run bench:optimizers [-- --json] [-- --rounds N]
+//   fngd_reuse  an FNGD step of a later epoch (stored coefficients, no Gram, no solve)
+//   ngd         an exact NGD step (capture, Grams, B x B solves, weighted gradients)
+//   kfac        a KFAC step with its default cadence: factor updates every 10 steps are inside
+//               the timed rounds (whole multiples of 10 steps); the inverses (every 100 steps)
+//               fall in the warm-up round, so their amortized cost is not in this ratio
+import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
+import { FNGD, KFAC, NGD, SGD, type Optimizer } from '../src/optim/index.js';
+import { getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
+import { interleave, report } from './timing.js';
+
+const json = process.argv.includes('--json');
+const roundsArg = process.argv.indexOf('--rounds');
+const rounds = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 5;
+const B = 128;
+// A tiny learning rate: every method does its full work, but the model cannot memorize the fixed
+// batch; a memorized batch drives gradients into denormal floats, which run 10x slower on a CPU.
+const LR = 1e-6;
+
+interface Case { name: string; model: () => Layer; shape: number[]; iters: number }
+const cases: Case[] = [
+  { name: 'mlp', model: () => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), shape: [B, 1, 28, 28], iters: 20 },
+  { name: 'resnet', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], iters: 10 },
+];
+
+const result: Record<string, unknown> = {};
+for (const c of cases) {
+  manualSeed(0);
+  const x = keep(randn(c.shape));
+  const y = keep(randint(0, 10, [B]));
+  const ids = Int32Array.from({ length: B }, (_, i) => i);
+  // One model per optimizer: each method taps its own model.
+  const make = (build: (m: Layer) => Optimizer): { model: Layer; opt: Optimizer } => {
+    manualSeed(0);
+    const model = c.model();
+    return { model, opt: build(model) };
+  };
+  const runs = {
+    sgd: make((m) => new SGD(m.parameters(), { lr: LR, momentum: 0.9 })),
+    fngd_reuse: make((m) => new FNGD(m, { lr: LR, momentum: 0.9, numSamples: B })),
+    ngd: make((m) => new NGD(m, { lr: LR, momentum: 0.9 })),
+    kfac: make((m) => new KFAC(m, { lr: LR, momentum: 0.9 })),
+  };
+  const step = (r: { model: Layer; opt: Optimizer }, epoch: number): void => {
+    scope(() => { r.opt.step({ perSampleLoss: crossEntropyPerSample(r.model.forward(x), y) as Tensor, sampleIds: ids, epoch, batchIndex: 0 }); });
+  };
+  step(runs.fngd_reuse, 0); // fills the store: every later call is a reuse step
+  const contenders: Record<string, (n: number) => number> = {};
+  for (const [k, r] of Object.entries(runs)) {
+    contenders[k] = (n) => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) step(r, k === 'fngd_reuse' ? 1 : 0);
+      return (performance.now() - t0) / 1000;
+    };
+  }
+  const t = await interleave(contenders, { rounds, iters: c.iters });
+  result[`sgd_step_ms_${c.name}`] = t.sgd! * 1e3;
+  for (const k of ['fngd_reuse', 'ngd', 'kfac']) result[`${k}_over_sgd_${c.name}`] = t[k]! / t.sgd!;
+  for (const r of Object.values(runs)) {
+    r.opt.dispose();
+    r.model.dispose();
+  }
+  x.dispose();
+  y.dispose();
+}
+report({ ...result, batch: B, threads: getNumThreads(), rounds }, json);
