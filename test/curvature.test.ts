@@ -12,24 +12,11 @@ import {
 import {
   CurvatureEngine, layerGram, planGram, solveCoefficients, solveCoefficientsEx, type Capture, type GramMethod, type GramPlan, type LayerCurvature,
 } from '../src/curvature/index.js';
-import { relErr } from './helpers.js';
+import { assertRelClose as close, leakCheck, relErr } from './helpers.js';
 
 const f64 = { dtype: 'float64' as const };
 const TOL = 1e-10;
 
-function leakCheck(fn: () => void): void {
-  const before = liveTensors().tensors;
-  scope(fn);
-  assert.equal(liveTensors().tensors, before, 'tensors leaked');
-}
-
-function close(actual: Tensor, expected: Tensor, what: string, tol = TOL): void {
-  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
-  const e = relErr(actual, expected);
-  assert.ok(e <= tol, `${what}: relative error ${e} > ${tol}`);
-  assert.ok(scope(() => expected.norm().item()) > 0, `${what}: the expected value is zero (a vacuous check)`);
-  if (process.env.CURVATURE_TEST_VERBOSE) console.log(`${what}: ${e.toExponential(2)}`);
-}
 
 /** U per parameter, [B, ...shape]: row i from a backward pass of l_i alone (the graph is kept). */
 function bruteForce(loss: Tensor, params: Tensor[]): Tensor[] {

@@ -1,6 +1,6 @@
 // Shared test oracles: comparisons and central finite differences in float64.
 import assert from 'node:assert/strict';
-import { Tensor, noGrad, scope } from '../src/tensor/index.js';
+import { Tensor, liveTensors, noGrad, scope } from '../src/tensor/index.js';
 
 export function assertClose(actual: ArrayLike<number> | number[], expected: ArrayLike<number> | number[], tol = 1e-6, what = 'values'): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
@@ -26,6 +26,22 @@ export function assertTensorClose(actual: Tensor, expected: Tensor | number[], t
 /** Relative error ||a - b|| / max(||b||, tiny), over whole tensors. */
 export function relErr(a: Tensor, b: Tensor): number {
   return scope(() => a.sub(b).norm().item() / Math.max(b.norm().item(), 1e-300));
+}
+
+/** Runs `fn` in a scope and checks that it leaves no tensor behind. */
+export function leakCheck(fn: () => void): void {
+  const before = liveTensors().tensors;
+  scope(fn);
+  assert.equal(liveTensors().tensors, before, 'tensors leaked');
+}
+
+/** Relative error of whole tensors within `tol`, against a non-zero expected value (no vacuous checks). */
+export function assertRelClose(actual: Tensor, expected: Tensor, what: string, tol = 1e-10): void {
+  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
+  const e = relErr(actual, expected);
+  assert.ok(e <= tol, `${what}: relative error ${e} > ${tol}`);
+  assert.ok(scope(() => expected.norm().item()) > 0, `${what}: the expected value is zero (a vacuous check)`);
+  if (process.env.FNGD_TEST_VERBOSE) console.log(`${what}: ${e.toExponential(2)}`);
 }
 
 /**

@@ -8,24 +8,12 @@ import assert from 'node:assert/strict';
 import { cat, einsum, eye, F, grad, linalg, liveTensors, manualSeed, noGrad, randn, scope, tensor, zeros, type Tensor } from '../src/tensor/index.js';
 import { Conv2d, crossEntropyPerSample, Embedding, LayerNorm, Linear, Module } from '../src/nn/index.js';
 import { KFAC, type KFACOptions, type StepStats } from '../src/optim/index.js';
-import { relErr } from './helpers.js';
+import { assertRelClose as close, leakCheck, relErr } from './helpers.js';
 
 const f64 = { dtype: 'float64' as const };
 const TOL = 1e-10;
 const B = 6;
 
-function leakCheck(fn: () => void): void {
-  const before = liveTensors().tensors;
-  scope(fn);
-  assert.equal(liveTensors().tensors, before, 'tensors leaked');
-}
-
-function close(actual: Tensor, expected: Tensor, what: string, tol = TOL): void {
-  assert.deepEqual(actual.shape, expected.shape, `${what}: shape`);
-  const e = relErr(actual, expected);
-  assert.ok(e <= tol, `${what}: relative error ${e} > ${tol}`);
-  assert.ok(scope(() => expected.norm().item()) > 0, `${what}: the expected value is zero (a vacuous check)`);
-}
 
 /** What the test needs of a layer's run: its input, as rows a (bias 1 appended), and its output. */
 interface Run {
