@@ -83,9 +83,8 @@ export class FNGD extends NGD {
     return this.#store;
   }
 
-  protected override computeGradients(input: StepInput): StepStats {
-    if (this.isNgdEpoch(input.epoch)) return { ...super.computeGradients(input), reused: 0 };
-    const loss = scope(() => input.perSampleLoss.detach().mean().item());
+  protected override computeGradients(input: StepInput, loss: number): StepStats {
+    if (this.isNgdEpoch(input.epoch)) return { ...super.computeGradients(input, loss), reused: 0 };
     const cap = this.engine.capture(input.perSampleLoss);
     const looked = this.#store!.get(input.sampleIds, input.batchIndex ?? 0, cap.layers[0]?.params[0].device ?? 'cpu');
     // Stored rows summed to 1 within their epoch-1 batch; in a reshuffled batch, restore the sum.

@@ -114,8 +114,7 @@ export class KFAC extends SGD {
     return [...this.#fallback];
   }
 
-  protected override computeGradients(input: StepInput): StepStats {
-    const loss = scope(() => input.perSampleLoss.detach().mean().item());
+  protected override computeGradients(input: StepInput, loss: number): StepStats {
     if (!Number.isFinite(loss)) {
       this.engine.clear();
       throw new Error(`${this.kind}: the loss is ${loss}; parameters and factors left unchanged`);

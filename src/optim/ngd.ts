@@ -83,8 +83,7 @@ export class NGD extends SGD {
     return Math.max(this.minDamping, this.damping * this.dampingDecay ** epoch);
   }
 
-  protected override computeGradients(input: StepInput): StepStats {
-    const loss = scope(() => input.perSampleLoss.detach().mean().item());
+  protected override computeGradients(input: StepInput, loss: number): StepStats {
     const cap = this.engine.capture(input.perSampleLoss);
     const { alpha, groups, jitter } = this.solve(cap, input.epoch);
     this.writeDirection(cap, { alpha, groups });

@@ -178,7 +178,7 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
     if (!Number.isFinite(loss)) {
       throw new Error(`${this.kind}.step: the loss is ${loss} at epoch ${input.epoch}; parameters left unchanged (lower the learning rate, or check the data)`);
     }
-    const stats = this.computeGradients(input);
+    const stats = this.computeGradients(input, loss);
     this.update();
     return stats;
   }
@@ -187,8 +187,9 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
    * The gradient phase: sets each parameter's `.grad`, replacing what was there. The default is the
    * gradient of mean_i perSampleLoss_i (SGD's coefficients alpha_i = 1/B). Override it to write a
    * preconditioned direction instead; `writeWeightedGradient` does sum_i alpha_i g_i in one pass.
+   * `loss` is mean_i perSampleLoss_i, already computed (and checked finite) by `step`.
    */
-  protected computeGradients(input: StepInput): StepStats {
+  protected computeGradients(input: StepInput, _loss: number): StepStats {
     return { loss: this.writeWeightedGradient(input.perSampleLoss, null) };
   }
 
