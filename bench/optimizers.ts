@@ -1,13 +1,19 @@
 // Step time of each second-order method over a plain SGD step, same model and batch, in
 // interleaved rounds:   npm run bench:optimizers [-- --json] [-- --rounds N]
 //   fngd_reuse  an FNGD step of a later epoch (stored coefficients, no Gram, no solve)
+//   sgd_engine  SGD's direction through the curvature engine (capture, then weighted gradients with
+//               alpha = 1/B): what FNGD's reuse step costs without its coefficients; the engine's
+//               weight-gradient products go through oneDNN (src/curvature/gemm.ts), autograd's through
+//               BLAS, so fngd_reuse / sgd can fall below 1, and fngd_reuse / sgd_engine is the cost of
+//               the coefficients alone
 //   ngd         an exact NGD step (capture, Grams, B x B solves, weighted gradients)
 //   kfac        a KFAC step with its default cadence: factor updates every 10 steps are inside
 //               the timed rounds (whole multiples of 10 steps); the inverses (every 100 steps)
 //               fall in the warm-up round, so their amortized cost is not in this ratio
 import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
-import { FNGD, KFAC, NGD, SGD, type Optimizer } from '../src/optim/index.js';
-import { getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
+import { CurvatureEngine } from '../src/curvature/index.js';
+import { FNGD, KFAC, NGD, SGD, type Optimizer, type SGDOptions, type StepInput, type StepStats } from '../src/optim/index.js';
+import { full, getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
 import { interleave, report } from './timing.js';
 
 const json = process.argv.includes('--json');
@@ -17,6 +23,24 @@ const B = 128;
 // A tiny learning rate: every method does its full work, but the model cannot memorize the fixed
 // batch; a memorized batch drives gradients into denormal floats, which run 10x slower on a CPU.
 const LR = 1e-6;
+
+/** SGD whose gradient is the engine's weighted sum with alpha = 1/B (the mean-loss gradient). */
+class SgdThroughEngine extends SGD {
+  readonly engine: CurvatureEngine;
+  constructor(model: Layer, o: SGDOptions) {
+    super(model.parameters(), o);
+    this.engine = new CurvatureEngine(model);
+  }
+  protected override computeGradients(input: StepInput, loss: number): StepStats {
+    const cap = this.engine.capture(input.perSampleLoss);
+    cap.writeWeightedGradients(full([cap.batchSize], 1 / cap.batchSize));
+    return { loss };
+  }
+  override dispose(): void {
+    this.engine.dispose();
+    super.dispose();
+  }
+}
 
 interface Case { name: string; model: () => Layer; shape: number[]; iters: number }
 const cases: Case[] = [
@@ -39,6 +63,7 @@ for (const c of cases) {
   const runs = {
     sgd: make((m) => new SGD(m.parameters(), { lr: LR, momentum: 0.9 })),
     fngd_reuse: make((m) => new FNGD(m, { lr: LR, momentum: 0.9, numSamples: B })),
+    sgd_engine: make((m) => new SgdThroughEngine(m, { lr: LR, momentum: 0.9 })),
     ngd: make((m) => new NGD(m, { lr: LR, momentum: 0.9 })),
     kfac: make((m) => new KFAC(m, { lr: LR, momentum: 0.9 })),
   };
@@ -56,7 +81,8 @@ for (const c of cases) {
   }
   const t = await interleave(contenders, { rounds, iters: c.iters });
   result[`sgd_step_ms_${c.name}`] = t.sgd! * 1e3;
-  for (const k of ['fngd_reuse', 'ngd', 'kfac']) result[`${k}_over_sgd_${c.name}`] = t[k]! / t.sgd!;
+  for (const k of ['fngd_reuse', 'sgd_engine', 'ngd', 'kfac']) result[`${k}_over_sgd_${c.name}`] = t[k]! / t.sgd!;
+  result[`fngd_reuse_over_sgd_engine_${c.name}`] = t.fngd_reuse! / t.sgd_engine!;
   for (const r of Object.values(runs)) {
     r.opt.dispose();
     r.model.dispose();

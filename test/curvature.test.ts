@@ -10,7 +10,7 @@ import {
   BatchNorm2d, Conv2d, crossEntropyPerSample, Embedding, LayerNorm, Linear, Module, resnetSmall, transformerSeq2Seq,
 } from '../src/nn/index.js';
 import {
-  CurvatureEngine, layerGram, planGram, solveCoefficients, solveCoefficientsEx, type Capture, type GramMethod, type GramPlan, type LayerCurvature,
+  CurvatureEngine, gemmNT, gemmTN, layerGram, planGram, solveCoefficients, solveCoefficientsBatched, solveCoefficientsEx, type Capture, type GramMethod, type GramPlan, type LayerCurvature,
 } from '../src/curvature/index.js';
 import { assertRelClose as close, leakCheck, relErr } from './helpers.js';
 
@@ -542,4 +542,82 @@ test('a conv layer used twice in one forward (different spatial sizes): Grams, w
   });
   engine.dispose();
   c.model.dispose();
+}));
+
+test('float32 products through oneDNN (gemmNT, gemmTN) equal float64 matrix products, on and below the size thresholds', () => leakCheck(() => {
+  manualSeed(11);
+  scope(() => {
+    for (const [m, n, p] of [[128, 128, 784], [64, 96, 200], [128, 128, 64], [32, 10, 256]] as const) {
+      const x = randn([m, p]);
+      const y = randn([n, p]);
+      close(gemmNT(x, y).double(), x.double().mm(y.double().t()), `gemmNT ${m}x${n}, P ${p}`, 1e-5);
+    }
+    for (const [rows, m, n] of [[128, 512, 784], [300, 256, 256], [128, 10, 256], [7, 300, 300]] as const) {
+      const x = randn([rows, m]);
+      const y = randn([rows, n]);
+      close(gemmTN(x, y).double(), x.double().t().mm(y.double()), `gemmTN ${rows} rows, ${m}x${n}`, 1e-5);
+    }
+    // A transposed (non-contiguous) operand.
+    const xt = randn([784, 128]).t();
+    close(gemmNT(xt, xt).double(), xt.double().mm(xt.double().t()), 'gemmNT of a transposed view', 1e-5);
+  });
+}));
+
+/** float32, MNIST-sized: big enough that the engine's products go through oneDNN. */
+class WideMlp extends Module {
+  readonly l1 = this.registerModule('l1', new Linear(784, 512));
+  readonly l2 = this.registerModule('l2', new Linear(512, 256));
+  forward(x: Tensor): Tensor {
+    return this.l2.forward(this.l1.forward(x).relu());
+  }
+}
+
+test('float32 MLP at full size (oneDNN routes): weighted gradients with alpha = 1/B equal autograd, Grams equal brute force', () => leakCheck(() => {
+  manualSeed(12);
+  const model = new WideMlp();
+  const { l1, l2 } = model;
+  const forward = (x: Tensor): Tensor => model.forward(x);
+  const engine = new CurvatureEngine(model);
+  scope(() => {
+    const b = 16;
+    const x = randn([b, 784]);
+    const y = tensor(BigInt64Array.from({ length: b }, (_, i) => BigInt(i % 10)));
+    const loss = crossEntropyPerSample(forward(x), y);
+    const params = [l1.weight, l1.bias!, l2.weight, l2.bias!];
+    const want = grad(loss.mean(), params, { retainGraph: true });
+    const rows = Array.from({ length: b }, (_, i) => cat(grad(loss.select(0, i), [l1.weight, l1.bias!], { retainGraph: true }).map((g) => g!.reshape(-1).double())));
+    const cap = engine.capture(loss);
+    const U = stack(rows);
+    close(cap.grams().get('l1')!, U.mm(U.t()), 'Gram of l1 (float32 products)', 1e-5);
+    cap.writeWeightedGradients(zeros([b]).add(1 / b));
+    params.forEach((p, i) => close(p.grad!.double(), want[i]!.double(), `param ${i}`, 1e-5));
+  });
+  engine.dispose();
+  model.dispose();
+}));
+
+test('solveCoefficientsBatched: each group equals its dense float64 solve; a singular group falls back to jitter, a NaN group is refused', () => leakCheck(() => {
+  manualSeed(13);
+  const b = 8;
+  const grams = [0, 1, 2].map(() => { const u = randn([b, 30], f64); return u.mm(u.t()); });
+  const shift = tensor(Float64Array.from([0.5, 2, 10]));
+  const { alpha, jitter } = solveCoefficientsBatched(stack(grams), shift);
+  assert.equal(jitter, 0);
+  grams.forEach((K, g) => {
+    const want = linalg.solve(K.add(eye(b, f64).mul(shift.select(0, g).item())), zeros([b, 1], f64).add(1)).squeeze(1);
+    close(alpha.select(0, g), want, `group ${g}`, 1e-10);
+  });
+  // Group 1 singular (duplicate samples) with shift 0: the fast Cholesky fails or is not finite there.
+  const G = randn([3, 20], f64);
+  const dup = G.index([tensor(BigInt64Array.from([0n, 1n, 2n, 0n, 1n, 2n, 0n, 1n]))]);
+  const singular = dup.mm(dup.t());
+  const mixed = solveCoefficientsBatched(stack([grams[0]!, singular, grams[2]!]), tensor(Float64Array.from([0.5, 0, 10])));
+  assert.equal(mixed.alpha.isfinite().eq(false).sum().item(), 0, 'finite alpha');
+  close(mixed.alpha.select(0, 0), alpha.select(0, 0), 'group 0 unchanged by the fallback of group 1', 1e-12);
+  close(mixed.alpha.select(0, 1), solveCoefficientsEx(singular, 0).alpha, 'group 1 = the robust single solve', 1e-8);
+  const withNan = grams[2]!.clone();
+  withNan.select(0, 1).select(0, 3).fill_(Number.NaN);
+  assert.throws(() => solveCoefficientsBatched(stack([grams[0]!, withNan]), tensor(Float64Array.from([1, 1]))), /NaN or infinite/);
+  assert.throws(() => solveCoefficientsBatched(grams[0]!, shift), /K must be \[G, B, B\]/);
+  assert.throws(() => solveCoefficientsBatched(stack(grams), tensor(Float64Array.from([1, 2]))), /shift must be \[3\]/);
 }));

@@ -8,6 +8,7 @@ import { cat, F, ones, zeros, type Tensor } from '../tensor/index.js';
 import {
   LayerCurvature, pairwiseDense, scaled, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Scratch, type Use,
 } from './layers.js';
+import { gemmNT, gemmTN } from './gemm.js';
 
 /** Flop-equivalents per element of im2col output on this libtorch (measured: ~120 ms for 19M elements). */
 const UNFOLD_COST = 150;
@@ -116,7 +117,7 @@ export class ConvCurvature extends LayerCurvature {
       const m = Math.min(chunk, this.batch - i);
       for (const u of this.uses) {
         const p = F.unfold(u.input.narrow(0, i, m), c.kernelSize, this.geometry).transpose(1, 2).reshape(-1, din);
-        const pp = p.t().mm(p);
+        const pp = gemmTN(p, p);
         ata = ata === null ? pp : ata.add(pp);
         if (c.bias !== null) {
           const ps = p.sum(0);
@@ -133,7 +134,7 @@ export class ConvCurvature extends LayerCurvature {
     let G: Tensor | null = null;
     for (const u of this.uses) {
       const d = u.delta.transpose(0, 1).reshape(c.outChannels, -1);
-      const dd = d.mm(d.t());
+      const dd = gemmNT(d, d);
       G = G === null ? dd : G.add(dd);
     }
     return { A: A.div(n), G: G!.div(this.batch), aDiagonal: false, positions: this.positions };

@@ -6,6 +6,7 @@ import { arange, cat, ones, zeros, type Tensor } from '../tensor/index.js';
 import {
   LayerCurvature, pairwiseDense, scaled, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Scratch, type Use,
 } from './layers.js';
+import { gemmTN } from './gemm.js';
 
 /** Embedding: a_it is the one-hot row of token x_it; padding tokens give no gradient. */
 export class EmbeddingCurvature extends LayerCurvature {
@@ -64,7 +65,7 @@ export class EmbeddingCurvature extends LayerCurvature {
     const w = this.#keep === null ? ones([n], { dtype: this.d.dtype, device: this.d.device }) : this.#keep.reshape(-1);
     const counts = zeros([v], { dtype: this.d.dtype, device: this.d.device }).indexAdd(0, this.x.reshape(-1), w);
     const d = this.d.reshape(-1, dim);
-    return { A: counts.div(n), G: d.t().mm(d).div(this.batch), aDiagonal: true, positions: this.positions };
+    return { A: counts.div(n), G: gemmTN(d, d).div(this.batch), aDiagonal: true, positions: this.positions };
   }
 
   costs(maxBytes: number): { pairwise: MethodCost | null; materialize: MethodCost | null } {

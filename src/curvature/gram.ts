@@ -5,7 +5,8 @@
 // bound they are kept and K is filled block by block (lower triangle, mirrored), otherwise chunk
 // pairs are formed and chunks recomputed (the cost model charges the recomputation). Products run
 // in the model's dtype; every block is cast to float64 before it is accumulated into K.
-import { F, noGrad, scope, zeros, type Tensor } from '../tensor/index.js';
+import { noGrad, scope, zeros, type Tensor } from '../tensor/index.js';
+import { gemmNT } from './gemm.js';
 import type { LayerCurvature, MethodCost } from './layers.js';
 
 export type GramMethod = 'pairwise' | 'materialize';
@@ -76,21 +77,6 @@ function dotRows(xs: Tensor[], ys: Tensor[]): Tensor {
   return k!;
 }
 
-/**
- * X Y^T for X [m, P], Y [n, P]. For float32 with long rows, as a 1x1 convolution (oneDNN) over a
- * channels-last view of X: no copy, and 3-4x faster than this libtorch's BLAS sgemm for these
- * shapes here (measured at m = n = 128, P = 36864: 22 ms against 76 ms).
- */
-export function gemmNT(x: Tensor, y: Tensor): Tensor {
-  const p = x.size(1);
-  if (x.dtype !== 'float32' || p < GEMM_CONV_MIN || x.device !== 'cpu') return x.mm(y.t());
-  const [m, n] = [x.size(0), y.size(0)];
-  // input [1, P, m, 1] whose memory is X row-major (channels last); weight Y as [n, P, 1, 1].
-  const out = F.conv2d(x.contiguous().view(1, m, 1, p).permute(0, 3, 1, 2), y.contiguous().view(n, p, 1, 1));
-  return out.view(n, m).t();
-}
-/** Row length from which `gemmNT` goes through oneDNN. */
-const GEMM_CONV_MIN = 1024;
 
 function materializedGram(l: LayerCurvature, plan: GramPlan): Tensor {
   const b = l.batch;

@@ -7,4 +7,5 @@ export { LayerCurvature, type Use, type PerSampleGrads, type LayerGrads, type Kf
 export { LinearCurvature } from './linear.js';
 export { ConvCurvature } from './conv.js';
 export { EmbeddingCurvature } from './embedding.js';
-export { solveCoefficients, solveCoefficientsEx, type SolveOptions, type SolveResult } from './solve.js';
+export { solveCoefficients, solveCoefficientsBatched, solveCoefficientsEx, type SolveOptions, type SolveResult } from './solve.js';
+export { gemmNT, gemmTN } from './gemm.js';

@@ -13,6 +13,7 @@
 // embedding.ts.
 import type { TapKind, TappableLayer } from '../nn/taps.js';
 import { callOp, cat, empty, keep, ones, type DType, type Tensor } from '../tensor/index.js';
+import { gemmNT, gemmTN } from './gemm.js';
 
 /** One run of a layer in the forward pass. */
 export interface Use {
@@ -186,10 +187,10 @@ export abstract class LayerCurvature {
  */
 export function pairwiseDense(a: Tensor | null, d: Tensor, start: number, count: number, bias: boolean, mask?: (s: number, c: number) => Tensor): Tensor {
   const [b, t] = d.shape as [number, number, number];
-  const dd = d.narrow(0, start, count).reshape(count * t, -1).mm(d.reshape(b * t, -1).t()).double();
+  const dd = gemmNT(d.narrow(0, start, count).reshape(count * t, -1), d.reshape(b * t, -1)).double();
   let k = dd;
   if (a !== null) {
-    let aa = a.narrow(0, start, count).reshape(count * t, -1).mm(a.reshape(b * t, -1).t()).double();
+    let aa = gemmNT(a.narrow(0, start, count).reshape(count * t, -1), a.reshape(b * t, -1)).double();
     if (bias) aa = aa.add(1);
     k = k.mul(aa);
   }
@@ -199,7 +200,7 @@ export function pairwiseDense(a: Tensor | null, d: Tensor, start: number, count:
 
 /** sum_n [a_n, 1][a_n, 1]^T / n (the trailing-1 row and column only when `bias`), from a [n, din]. */
 export function secondMoment(a: Tensor, bias: boolean, n: number): Tensor {
-  const ata = a.t().mm(a);
+  const ata = gemmTN(a, a);
   if (!bias) return ata.div(n);
   const s = a.sum(0).unsqueeze(1);
   const corner = ones([1, 1], { dtype: a.dtype, device: a.device }).mul(n);

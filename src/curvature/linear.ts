@@ -4,6 +4,7 @@ import { cat, type Tensor } from '../tensor/index.js';
 import {
   LayerCurvature, pairwiseDense, scaled, secondMoment, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Scratch, type Use,
 } from './layers.js';
+import { gemmTN } from './gemm.js';
 
 /** Linear over [B, in] or [B, ..., in] (every middle dimension is a position). */
 export class LinearCurvature extends LayerCurvature {
@@ -46,7 +47,7 @@ export class LinearCurvature extends LayerCurvature {
     const d = (scaleD ? scaled(this.d, al, scratch) : this.d).reshape(-1, dout);
     const a = (scaleD ? this.a : scaled(this.a, al, scratch)).reshape(-1, din);
     const bias = this.lin.bias === null ? null : scaleD ? d.sum(0) : this.d.sum(1).t().matmul(alpha.to(this.dtype));
-    return { weight: d.t().mm(a), bias };
+    return { weight: gemmTN(d, a), bias };
   }
 
   kfac(): KfacFactors {
@@ -54,7 +55,7 @@ export class LinearCurvature extends LayerCurvature {
     const n = this.batch * t;
     const a = this.a.reshape(n, this.lin.inFeatures);
     const d = this.d.reshape(n, this.lin.outFeatures);
-    return { A: secondMoment(a, this.lin.bias !== null, n), G: d.t().mm(d).div(this.batch), aDiagonal: false, positions: t };
+    return { A: secondMoment(a, this.lin.bias !== null, n), G: gemmTN(d, d).div(this.batch), aDiagonal: false, positions: t };
   }
 
   costs(maxBytes: number): { pairwise: MethodCost | null; materialize: MethodCost | null } {

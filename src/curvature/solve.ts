@@ -7,7 +7,7 @@
 // `maxTries` failures the solve throws. It never returns NaN. (With lambda = 0 and a singular K the
 // jittered solve is finite but may be large: alpha ~ 1/jitter along K's null space.)
 import { choleskyEx, choleskySolve } from '../tensor/linalg.js';
-import { callOp, eye, noGrad, ones, scope, type Tensor } from '../tensor/index.js';
+import { callOp, eye, noGrad, ones, scope, stack, type Tensor } from '../tensor/index.js';
 
 export interface SolveOptions {
   /** Right-hand side [B] or [B, m] (default: ones [B]). */
@@ -66,6 +66,43 @@ export function solveCoefficientsEx(K: Tensor, lambda: number, o: SolveOptions =
       `solveCoefficients: Cholesky of K + lambda B I (B = ${b}, lambda = ${lambda}) failed ${maxTries} times, `
       + `the last with jitter ${jitter.toExponential(2)}; K is far from positive semi-definite`,
     );
+  }));
+}
+
+/**
+ * One solve per group for a stack of Grams K [G, B, B] (NGD's layers), with per-group shifts
+ * `shift` [G] added to the diagonals (lambda B of each group): alpha [G, B] = (K_g + shift_g I)^-1 1.
+ * The fast path is one batched Cholesky and one batched triangular solve with a single check at the
+ * end (no host round trip per group); a group whose factorization fails or whose result is not
+ * finite is solved again by `solveCoefficientsEx`, with its jitter retries and error messages.
+ */
+export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: Omit<SolveOptions, 'rhs'> = {}): { alpha: Tensor; jitter: number } {
+  if (K.dim !== 3 || K.size(1) !== K.size(2)) throw new RangeError(`solveCoefficientsBatched: K must be [G, B, B], got [${K.shape}]`);
+  const [g, b] = [K.size(0), K.size(1)];
+  if (shift.dim !== 1 || shift.size(0) !== g) throw new RangeError(`solveCoefficientsBatched: shift must be [${g}], got [${shift.shape}]`);
+  const dev = K.device;
+  return noGrad(() => scope(() => {
+    const K64 = K.detach().to({ dtype: 'float64', device: dev });
+    const s64 = shift.detach().to({ dtype: 'float64', device: dev });
+    const M = K64.add(eye(b, { dtype: 'float64', device: dev }).mul(s64.view(g, 1, 1)));
+    const { L, info } = choleskyEx(M);
+    const x = choleskySolve(ones([g, b, 1], { dtype: 'float64', device: dev }), L).squeeze(2);
+    // Per group: a failed factorization, a non-finite coefficient, or a non-finite entry anywhere in
+    // K (Cholesky reads one triangle only; a sum is finite iff every entry is, barring overflow).
+    const finite = x.sum(1).add(K64.sum([1, 2])).add(s64).isfinite();
+    const bad = callOp('aten::logical_or', info.ne(0), callOp('aten::logical_not', finite) as Tensor) as Tensor;
+    if (!(callOp('aten::any', bad) as Tensor).item()) return { alpha: x, jitter: 0 };
+    const flags = bad.to({ dtype: 'uint8', device: 'cpu' }).data() as Uint8Array;
+    const shifts = s64.to({ device: 'cpu' }).data() as Float64Array;
+    let jitter = 0;
+    const rows = Array.from({ length: g }, (_, i) => {
+      if (!flags[i]) return x.select(0, i);
+      // shift = lambda B: hand solveCoefficientsEx the lambda that gives it.
+      const r = solveCoefficientsEx(K64.select(0, i), shifts[i]! / b, o);
+      jitter = Math.max(jitter, r.jitter);
+      return r.alpha;
+    });
+    return { alpha: stack(rows), jitter };
   }));
 }
 

@@ -12,9 +12,9 @@
 // `normalize: 'sum'` (default) rescales each alpha to sum to 1 (SGD's alpha_i = 1/B sums to 1):
 // the natural-gradient direction at SGD's step size, so SGD's learning rates carry over.
 // 'none' keeps the exact damped NGD direction (F + lambda I)^-1 gbar.
-import { CurvatureEngine, solveCoefficientsEx, type Capture, type CurvatureOptions } from '../curvature/index.js';
+import { CurvatureEngine, solveCoefficientsBatched, type Capture, type CurvatureOptions } from '../curvature/index.js';
 import type { Module } from '../nn/module.js';
-import { noGrad, scope, stack, type Tensor } from '../tensor/index.js';
+import { full, noGrad, scope, stack, type Tensor } from '../tensor/index.js';
 import { checkOption, type StepInput, type StepStats } from './optimizer.js';
 import { SGD, type SGDOptions } from './sgd.js';
 
@@ -98,18 +98,19 @@ export class NGD extends SGD {
       this.#warnedB1 = true;
       process.stderr.write(`${this.kind}: batch of 1 sample: the natural gradient is the plain gradient rescaled (alpha = 1/(K + lambda))\n`);
     }
-    return noGrad(() => {
+    // The Grams are cached by the capture (the probe reads them again): made outside the scope.
+    const grams = noGrad(() => (this.mode === 'global' ? [['*', cap.globalGram()] as const] : [...cap.grams()]));
+    return noGrad(() => scope(() => {
       const lambda = this.dampingAt(epoch);
-      const grams = this.mode === 'global' ? [['*', cap.globalGram()] as const] : [...cap.grams()];
-      let jitter = 0;
-      const rows = grams.map(([, K]) => {
-        const lam = this.dampingMode === 'relative' ? lambda * scope(() => K.diagonal().mean().item()) / b : lambda;
-        const r = solveCoefficientsEx(K, lam);
-        jitter = Math.max(jitter, r.jitter);
-        return this.normalize === 'sum' ? r.alpha.div(r.alpha.sum()) : r.alpha;
-      });
-      return { alpha: stack(rows), groups: grams.map(([name]) => name), jitter };
-    });
+      const K = stack(grams.map(([, k]) => k));
+      // The diagonal shift lambda B per group; relative damping scales lambda by mean(diag K_g) / B.
+      const shift = this.dampingMode === 'relative'
+        ? K.diagonal(0, 1, 2).mean(1).mul(lambda)
+        : full([grams.length], lambda * b, { dtype: 'float64', device: K.device });
+      const { alpha, jitter } = solveCoefficientsBatched(K, shift);
+      const rows = this.normalize === 'sum' ? alpha.div(alpha.sum(1, true)) : alpha;
+      return { alpha: rows, groups: grams.map(([name]) => name), jitter };
+    }));
   }
 
   /** .grad = sum_i alpha_i g_i: one alpha row per layer, or one row for every layer (global). */
