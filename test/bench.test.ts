@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { OPTIMIZER_TABLE } from '../bench/hyper.js';
 import { SUITE_OPTIMIZERS, estimateSeconds, getSuite } from '../bench/suites.js';
-import { lossCurve, runFlags, splitOptimizers } from '../src/cli/bench.js';
+import { lossCurve, machineInfo, runFlags, splitOptimizers } from '../src/cli/bench.js';
+import { resolveDevice } from '../src/train/tasks.js';
+import { cuda } from '../src/tensor/index.js';
 import { demoOptimizers } from '../src/cli/demo.js';
 import { OPTIMIZERS } from '../src/cli/train.js';
 import type { Report } from '../src/report/report.js';
@@ -136,6 +138,10 @@ test('bench flag errors are named', () => {
     [['bench', '--only', 'imagenet', '--out', 'x'], /--only: imagenet is not in the quick suite \(it has mnist-mlp, fashion-cnn, cifar10-resnet\)/],
     [['bench', '--optimizers', 'sgd,lbfgs', '--out', 'x'], /--optimizers: unknown lbfgs/],
     [['bench', '--seeds', '0', '--out', 'x'], /--seeds must be at least 1/],
+    [['bench', '--device', 'tpu', '--out', 'x'], /--device: device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'/],
+    [['train', '--task', 'mnist-mlp', '--device', 'gpu0'], /--device: device must be/],
+    // Past the last CUDA device (on a CPU-only libtorch: any), named as such.
+    [['train', '--task', 'mnist-mlp', '--device', 'cuda:7'], cuda.isAvailable() && cuda.deviceCount() > 7 ? /^$/ : /--device: device 'cuda:7': (this libtorch has no CUDA device|only \d+ CUDA device)/],
   ];
   for (const [args, re] of cases) {
     const r = fngd(...args);
@@ -146,6 +152,21 @@ test('bench flag errors are named', () => {
   assert.equal(help.code, 0);
   for (const o of SUITE_OPTIMIZERS) assert.match(help.out, new RegExp(`^  ${o} `, 'm'));
   if (!factory.has('fngd')) assert.match(help.out, /fngd\s+\[pending\]/);
+});
+
+test('device selection: auto is CUDA exactly when libtorch has a device; the full suite then trains ResNet-18 on CIFAR-10', () => {
+  assert.equal(resolveDevice('auto'), cuda.isAvailable() ? 'cuda:0' : 'cpu');
+  assert.equal(resolveDevice(undefined), 'cpu');
+  assert.equal(resolveDevice('cpu'), 'cpu');
+  if (cuda.isAvailable()) assert.equal(resolveDevice('cuda'), 'cuda:0');
+  else assert.throws(() => resolveDevice('cuda'), /this libtorch has no CUDA device \(build against a CUDA libtorch with FNGD_LIBTORCH/);
+  const cifar = (resnet18: boolean) => getSuite('full', { resnet18 }).find((t) => t.task === 'cifar10-resnet')!;
+  assert.equal(cifar(true).arch, 'resnet18');
+  assert.match(cifar(true).title, /ResNet-18/);
+  assert.equal(cifar(false).arch, 'small');
+  // The report says where it ran.
+  assert.equal(machineInfo('cuda:0').device, 'cuda:0');
+  assert.equal(machineInfo().device, 'cpu');
 });
 
 test('the quick suite is planned to fit 20 minutes on 2 cores with all five optimizers', () => {

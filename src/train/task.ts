@@ -1,12 +1,14 @@
 // What the trainer trains: a model, its data, its per-sample loss and its evaluation metric.
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
-import type { Tensor } from '../tensor/index.js';
+import type { Device, Tensor } from '../tensor/index.js';
 
 export interface Task<B extends BaseBatch = BaseBatch> {
   /** e.g. 'mnist-mlp'. */
   readonly name: string;
   readonly model: Module;
+  /** Where the model lives; the task moves each batch there. */
+  readonly device: Device;
   readonly trainLoader: DataLoader<B>;
   /** Evaluation sets by name ('val', 'test'); evaluated after every epoch. */
   readonly evalLoaders: Record<string, DataLoader<B>>;

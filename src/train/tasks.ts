@@ -11,7 +11,7 @@ import {
 import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, smallCnn, transformerSeq2Seq, type Module, type TransformerSeq2Seq } from '../nn/index.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { noGrad, scope, type Tensor } from '../tensor/index.js';
+import { cuda, noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
 import { corpusBleu } from './bleu.js';
 import type { Task } from './task.js';
 
@@ -31,6 +31,32 @@ export interface TaskOptions {
   /** multi30k-transformer: label smoothing of the training loss. */
   labelSmoothing?: number;
   evalBatchSize?: number;
+  /**
+   * Where the model and every batch live: 'cpu' (default), 'cuda', 'cuda:N', or 'auto' (CUDA when
+   * this libtorch has a device). Data is loaded and augmented on the CPU and moved per batch.
+   */
+  device?: Device | 'auto';
+}
+
+/** 'auto' -> 'cuda' when available, else 'cpu'; a CUDA device this libtorch lacks is a clear error. */
+export function resolveDevice(d: string | undefined): Device {
+  if (d === undefined || d === 'cpu') return 'cpu';
+  if (d === 'auto') return cuda.isAvailable() ? 'cuda:0' : 'cpu';
+  const m = /^cuda(?::(\d+))?$/.exec(d);
+  if (m === null) throw new RangeError(`device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '${d}'`);
+  const index = m[1] === undefined ? 0 : Number(m[1]);
+  const count = cuda.isAvailable() ? cuda.deviceCount() : 0;
+  if (index >= count) {
+    throw new RangeError(count === 0
+      ? `device '${d}': this libtorch has no CUDA device (build against a CUDA libtorch with FNGD_LIBTORCH=dir, see README)`
+      : `device '${d}': only ${count} CUDA device(s) (cuda:0..cuda:${count - 1})`);
+  }
+  return `cuda:${index}` as Device;
+}
+
+/** `t` on `device` (the same tensor when it is there already). */
+function onDevice(t: Tensor, device: Device): Tensor {
+  return t.device === device ? t : t.to({ device });
 }
 
 type Forward = (x: Tensor) => Tensor;
@@ -38,6 +64,7 @@ type Forward = (x: Tensor) => Tensor;
 /** Image classification: accuracy and mean cross-entropy over a loader. */
 class ImageTask implements Task<ImageBatch> {
   readonly metric = 'accuracy' as const;
+  readonly device: Device;
   readonly trainLoader: DataLoader<ImageBatch>;
   readonly evalLoaders: Record<string, DataLoader<ImageBatch>>;
   readonly #datasets: ImageDataset[];
@@ -50,6 +77,7 @@ class ImageTask implements Task<ImageBatch> {
     o: TaskOptions,
   ) {
     this.#datasets = [train, ...Object.values(evals)];
+    this.device = placeModel(model, o);
     this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, dropLast: true, limit: o.trainLimit });
     this.evalLoaders = {};
     for (const [k, d] of Object.entries(evals)) {
@@ -58,7 +86,7 @@ class ImageTask implements Task<ImageBatch> {
   }
 
   perSampleLoss(b: ImageBatch): Tensor {
-    return crossEntropyPerSample(this.model.forward(b.x), b.y);
+    return crossEntropyPerSample(this.model.forward(onDevice(b.x, this.device)), onDevice(b.y, this.device));
   }
 
   evaluate(loader: DataLoader<ImageBatch>): Record<string, number> {
@@ -71,9 +99,10 @@ class ImageTask implements Task<ImageBatch> {
       for (let k = 0; k < ep.length; k++) {
         scope(() => {
           const b = ep.batch(k);
-          const logits = this.model.forward(b.x);
-          lossSum += crossEntropyPerSample(logits, b.y).sum().item();
-          correct += logits.argmax(1).eq(b.y).sum().item();
+          const y = onDevice(b.y, this.device);
+          const logits = this.model.forward(onDevice(b.x, this.device));
+          lossSum += crossEntropyPerSample(logits, y).sum().item();
+          correct += logits.argmax(1).eq(y).sum().item();
           n += b.ids.length;
         });
       }
@@ -91,6 +120,7 @@ class ImageTask implements Task<ImageBatch> {
 /** Translation: token-level cross-entropy for training, greedy decoding and corpus BLEU for evaluation. */
 class TranslationTask implements Task<TranslationBatch> {
   readonly metric = 'bleu' as const;
+  readonly device: Device;
   readonly trainLoader: DataLoader<TranslationBatch>;
   readonly evalLoaders: Record<string, DataLoader<TranslationBatch>>;
   readonly #datasets: TranslationDataset[];
@@ -103,6 +133,7 @@ class TranslationTask implements Task<TranslationBatch> {
     readonly o: TaskOptions,
   ) {
     this.#datasets = [train, ...Object.values(evals)];
+    this.device = placeModel(model, o);
     this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, bucket: true, limit: o.trainLimit });
     this.evalLoaders = {};
     for (const [k, d] of Object.entries(evals)) {
@@ -115,8 +146,8 @@ class TranslationTask implements Task<TranslationBatch> {
    * mean over samples is the usual token-averaged cross-entropy.
    */
   perSampleLoss(b: TranslationBatch): Tensor {
-    const logits = this.model.forward(b.src, b.tgtIn);
-    const perSentence = crossEntropyPerSample(logits, b.tgtOut, { ignoreIndex: PAD, labelSmoothing: this.o.labelSmoothing ?? 0 });
+    const logits = this.model.forward(onDevice(b.src, this.device), onDevice(b.tgtIn, this.device));
+    const perSentence = crossEntropyPerSample(logits, onDevice(b.tgtOut, this.device), { ignoreIndex: PAD, labelSmoothing: this.o.labelSmoothing ?? 0 });
     return perSentence.mul(b.ids.length / b.numTgtTokens);
   }
 
@@ -132,11 +163,12 @@ class TranslationTask implements Task<TranslationBatch> {
       for (let k = 0; k < ep.length; k++) {
         scope(() => {
           const b = ep.batch(k);
-          const logits = this.model.forward(b.src, b.tgtIn);
-          lossSum += crossEntropyPerSample(logits, b.tgtOut, { ignoreIndex: PAD }).sum().item();
+          const src = onDevice(b.src, this.device);
+          const logits = this.model.forward(src, onDevice(b.tgtIn, this.device));
+          lossSum += crossEntropyPerSample(logits, onDevice(b.tgtOut, this.device), { ignoreIndex: PAD }).sum().item();
           tokens += b.numTgtTokens;
           const maxLen = Math.max(...b.srcLengths) + 10;
-          const out = this.model.greedyDecode(b.src, { bos: BOS, eos: EOS, maxLen });
+          const out = this.model.greedyDecode(src, { bos: BOS, eos: EOS, maxLen });
           for (const [j, ids] of out.entries()) {
             hyps.push(detokenize(data.tgtVocab.decode(ids)));
             const ref = data.tgtText[b.ids[j]!]!;
@@ -155,6 +187,13 @@ class TranslationTask implements Task<TranslationBatch> {
     this.model.dispose();
     for (const d of this.#datasets) d.dispose();
   }
+}
+
+/** Moves a task's model to its device (before any optimizer is built on its parameters). */
+function placeModel(model: Module, o: TaskOptions): Device {
+  const device = resolveDevice(o.device);
+  if (device !== 'cpu') model.to(device);
+  return device;
 }
 
 /**
