@@ -57,19 +57,21 @@ for (const [taskName, optimizer] of [['mnist-mlp', 'adamw'], ['cifar10-resnet', 
       // Bitwise: same batches, same augmentation, same lr, same optimizer state.
       assert.deepEqual(rest.steps.map((s) => s.loss), full.steps.map((s) => s.loss));
       assert.deepEqual(rest.steps.map((s) => s.lr), full.steps.map((s) => s.lr));
-      const metrics = (r: TrainResult): unknown => r.epochs.map(({ wall_time: _w, samples_per_s: _s, ...m }) => m);
+      const metrics = (r: TrainResult): unknown => r.epochs.map(({ wall_time: _w, eval_time: _e, samples_per_s: _s, ...m }) => m);
       assert.deepEqual(metrics(rest), metrics(full));
 
       const log = readFileSync(join(dir, 'b', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
       assert.equal(log.length, 2);
       for (const [i, rec] of log.entries()) {
         assert.equal(rec.epoch, i + 1);
-        for (const k of ['wall_time', 'train_loss', 'lr', 'test_accuracy']) {
+        for (const k of ['wall_time', 'eval_time', 'train_loss', 'lr', 'test_accuracy']) {
           if (taskName === 'cifar10-resnet' && k === 'test_accuracy') continue;
           assert.equal(typeof rec[k], 'number', `log has ${k}`);
         }
       }
       assert.ok(log[1]!.wall_time >= log[0]!.wall_time, 'wall time accumulates across resumes');
+      assert.ok(log[1]!.eval_time > log[0]!.eval_time && log[0]!.eval_time > 0, 'evaluation time accumulates');
+      assert.ok(log[1]!.eval_time < log[1]!.wall_time, 'evaluation is part of the wall time');
       const steps = readFileSync(join(dir, 'b', 'steps.jsonl'), 'utf8').trim().split('\n');
       assert.equal(steps.length, 10, 'steps.jsonl holds each step once across the three calls');
     } finally {

@@ -42,6 +42,8 @@ export interface EpochRecord {
   epoch: number;
   /** Seconds of training and evaluation since the run started (summed across resumes). */
   wall_time: number;
+  /** The part of `wall_time` spent evaluating (so training time to a target is wall_time - eval_time). */
+  eval_time: number;
   train_loss: number;
   lr: number;
   steps: number;
@@ -148,19 +150,22 @@ export class Trainer<B extends BaseBatch> {
           }
         }
         bar.done();
+        flushTime();
         const metrics: Record<string, number> = {};
         for (const [name, l] of Object.entries(task.evalLoaders)) {
           for (const [k, v] of Object.entries(task.evaluate(l))) metrics[`${name}_${k}`] = v;
         }
+        const evalSeconds = (performance.now() - t0) / 1000;
         flushTime();
         const trainSeconds = state.wallTime;
         const record: EpochRecord = {
           epoch: state.epoch + 1,
           wall_time: trainSeconds,
+          eval_time: (state.epochs.at(-1)?.eval_time ?? 0) + evalSeconds,
           train_loss: state.epochLossSum / Math.max(1, state.epochSamples),
           lr: optimizer.getLr(),
           steps: epoch.length,
-          samples_per_s: state.epochSamples / Math.max(1e-9, trainSeconds - (state.epochs.at(-1)?.wall_time ?? 0)),
+          samples_per_s: state.epochSamples / Math.max(1e-9, trainSeconds - (state.epochs.at(-1)?.wall_time ?? 0) - evalSeconds),
           ...metrics,
         };
         state.epochs.push(record);
