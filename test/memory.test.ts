@@ -89,3 +89,20 @@ test('the live counter tracks bytes', () => {
   t.dispose(); // disposing twice is harmless
   assert.deepEqual(liveTensors(), base);
 });
+
+test('tensors nobody disposes are freed by the GC safety net (a loop that yields, like the trainer), without global.gc', async () => {
+  const base = liveTensors();
+  const mb = 4;
+  const n = 400; // 1.6 GB if nothing were freed
+  let peak = 0;
+  for (let i = 0; i < n; i++) {
+    // Outside any scope and never disposed: only V8's GC (told about native memory) can free it.
+    T.zeros([(mb * 2 ** 20) / 4]).add(1);
+    // Node runs native finalizers after the GC, between macrotasks: the trainer yields every step.
+    await new Promise((r) => setImmediate(r));
+    peak = Math.max(peak, liveTensors().bytes - base.bytes);
+  }
+  const peakMb = peak / 2 ** 20;
+  assert.ok(peakMb < 600, `forgotten tensors piled up to ${peakMb.toFixed(0)} MB (of ${n * mb * 2} MB made)`);
+  assert.ok(peakMb > 2 * mb, 'the loop made tensors (vacuous check otherwise)');
+});
