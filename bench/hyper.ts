@@ -17,7 +17,8 @@ export type Hyper = Record<string, HyperValue>;
 export interface OptimizerEntry {
   /** What it is and where its values come from (printed in --help). */
   doc: string;
-  tuned: boolean;
+  /** Tasks whose values come from a documented search (bench/search/, docs/RESULTS.md). */
+  searched: TaskName[];
   /** Values for every task; `tasks` overrides them. */
   common: Hyper;
   tasks: Record<TaskName, Hyper>;
@@ -26,7 +27,7 @@ export interface OptimizerEntry {
 export const OPTIMIZER_TABLE: Record<string, OptimizerEntry> = {
   sgd: {
     doc: 'SGD with momentum 0.9 (PyTorch semantics); lr and weight decay per task as `fngd train`',
-    tuned: true,
+    searched: [],
     common: { momentum: 0.9, nesterov: false },
     tasks: {
       'mnist-mlp': { lr: 0.05, weightDecay: 0 },
@@ -37,7 +38,7 @@ export const OPTIMIZER_TABLE: Record<string, OptimizerEntry> = {
   },
   adamw: {
     doc: 'AdamW, betas 0.9/0.999, eps 1e-8; lr and weight decay per task as `fngd train`',
-    tuned: true,
+    searched: [],
     common: { betas: [0.9, 0.999], eps: 1e-8 },
     tasks: {
       'mnist-mlp': { lr: 1e-3, weightDecay: 0.01 },
@@ -48,7 +49,7 @@ export const OPTIMIZER_TABLE: Record<string, OptimizerEntry> = {
   },
   kfac: {
     doc: 'KFAC (Martens & Grosse 2015, conv: Grosse & Martens 2016): damping 1e-3, factor decay 0.95, factors every 10 steps, inverses every 100, KL clipping 1e-3; momentum 0.9; values: the factory\'s defaults',
-    tuned: false,
+    searched: [],
     common: { momentum: 0.9, damping: 1e-3, statDecay: 0.95, covUpdateEvery: 10, invUpdateEvery: 100, klClip: 1e-3 },
     tasks: {
       'mnist-mlp': { lr: 0.01, weightDecay: 0 },
@@ -59,7 +60,7 @@ export const OPTIMIZER_TABLE: Record<string, OptimizerEntry> = {
   },
   ngd: {
     doc: 'exact damped NGD through the B x B Gram (FNGD.md sec. 1), coefficients recomputed every step, per layer, damping 10 relative to mean(diag K)/B (searched on MNIST over 0.1, 1, 10: docs/RESULTS.md), coefficients normalized to sum 1 (so SGD\'s lr); momentum 0.9',
-    tuned: false,
+    searched: [],
     common: { momentum: 0.9, damping: 10, dampingMode: 'relative', ngdMode: 'layerwise', normalize: 'sum' },
     tasks: {
       'mnist-mlp': { lr: 0.05, weightDecay: 0 },
@@ -70,7 +71,7 @@ export const OPTIMIZER_TABLE: Record<string, OptimizerEntry> = {
   },
   fngd: {
     doc: 'FNGD: NGD\'s coefficients (as ngd) computed in the first epoch, stored by sample id and reused after (FNGD.md sec. 2); damping 10 relative (searched on MNIST); momentum 0.9',
-    tuned: false,
+    searched: [],
     common: { momentum: 0.9, damping: 10, dampingMode: 'relative', ngdMode: 'layerwise', normalize: 'sum', key: 'sample', refreshEvery: 0 },
     tasks: {
       'mnist-mlp': { lr: 0.05, weightDecay: 0 },

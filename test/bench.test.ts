@@ -123,7 +123,7 @@ test('optimizer table: entries for the five methods; pending ones are named with
   for (const p of pending) assert.match(p.reason, /^pending: '\w+' is not in the optimizer factory yet/);
   // Every runnable entry's keys are `fngd train` flags (a misnamed one fails before any training).
   for (const cfg of getSuite('full')) for (const o of runnable) runFlags(cfg, o);
-  OPTIMIZER_TABLE.bogus = { doc: '', tuned: false, common: { dampening: 1 }, tasks: OPTIMIZER_TABLE.sgd!.tasks };
+  OPTIMIZER_TABLE.bogus = { doc: '', searched: [], common: { dampening: 1 }, tasks: OPTIMIZER_TABLE.sgd!.tasks };
   try {
     assert.throws(() => runFlags(getSuite('smoke')[0]!, 'bogus'), /'bogus' sets dampening, not a flag of `fngd train`/);
   } finally {

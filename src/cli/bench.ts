@@ -39,7 +39,7 @@ export const BENCH_FLAGS: Record<string, FlagSpec> = {
 
 export function benchHelp(): string {
   const known = new Set<string>(OPTIMIZERS);
-  const opts = Object.entries(OPTIMIZER_TABLE).map(([k, e]) => `  ${k.padEnd(6)} ${known.has(k) ? (e.tuned ? '' : '[untuned] ') : '[pending] '}${e.doc}`);
+  const opts = Object.entries(OPTIMIZER_TABLE).map(([k, e]) => `  ${k.padEnd(6)} ${known.has(k) ? (e.searched.length ? `[searched: ${e.searched.join(', ')}] ` : '[not searched] ') : '[pending] '}${e.doc}`);
   return `${helpText(`usage: fngd bench --suite ${SUITES.join('|')} [--only TASK,...] [--optimizers a,b] [--seeds N] --out DIR
 
 Runs the reproduction suite (bench/suites.ts) and writes DIR/report.json, DIR/report.md and

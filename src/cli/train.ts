@@ -2,7 +2,7 @@
 import { AdamW, FNGD, KFAC, NGD, SGD, constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
-import { setNumThreads, type Device } from '../tensor/index.js';
+import { manualSeed, setNumThreads, type Device } from '../tensor/index.js';
 import { Trainer, type EpochRecord } from '../train/trainer.js';
 import { TASKS, createTask, resolveDevice, type TaskName } from '../train/tasks.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
@@ -159,6 +159,7 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   if (f.threads !== undefined) setNumThreads(f.threads as number);
 
   const device = deviceFlag(f.device as string);
+  manualSeed(f.seed as number); // the model's initialization (the trainer seeds every step itself)
   const t = createTask(task, {
     batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
     trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined,
