@@ -95,13 +95,14 @@ const EVAL_SIZE: Record<TaskName, number> = {
   'mnist-mlp': 10000, 'fashion-cnn': 10000, 'cifar10-resnet': 5000, 'multi30k-transformer': 1000,
 };
 /**
- * Step cost relative to SGD, [first epoch, later epochs]: interleaved medians on the quick suite's
- * MNIST and Fashion batches (a loaded 2-core machine, 3 rounds: adamw 1.2-1.6x, kfac 5-7x, ngd
- * 2.3-2.8x, fngd reusing 1.6-1.7x), rounded up; FNGD's first epoch is an NGD epoch. KFAC's factor
- * and inverse updates (every 10 and 100 steps) come on top. Unknown optimizers count as 3.
+ * Step cost relative to SGD, [first epoch, later epochs], for planning: the interleaved "step / SGD"
+ * of the quick suite on an idle 2-core machine (2026-11-26 16:23, docs/bench-quick: adamw 0.97-1.26,
+ * kfac 0.92-4.76 (MNIST the worst), ngd 1.43-1.83, fngd reusing 0.85-1.22), rounded up with a margin
+ * for a loaded machine; FNGD's first epoch is an NGD epoch. KFAC's factor and inverse updates (every
+ * 10 and 100 steps) come on top. Unknown optimizers count as 3.
  */
 export const STEP_COST: Record<string, [number, number]> = {
-  sgd: [1, 1], adamw: [1.3, 1.3], kfac: [6, 6], ngd: [2.7, 2.7], fngd: [2.7, 1.7],
+  sgd: [1, 1], adamw: [1.3, 1.3], kfac: [5, 5], ngd: [2, 2], fngd: [2, 1.3],
 };
 
 /** Planned seconds of a suite on 2 idle cores: training, evaluation, timing and data loading. */
