@@ -3,36 +3,27 @@
 // GROUPS: one line per configuration, "LABEL: RUN RUN ...". Per group: final metric (median, min-max),
 // epochs to each target (median; '-' when fewer than half the seeds reached it), training seconds to
 // each target (wall_time - eval_time, median over the seeds that reached it) and in all.
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-
-interface EpochLog { epoch: number; wall_time: number; eval_time?: number; [k: string]: number | undefined }
+import { readFileSync } from 'node:fs';
+import { flag, formatMetric, readLog, trainSeconds, type EpochLog } from './logs.js';
 
 const argv = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
+const opt = (name: string): string | undefined => flag(argv, name);
 const [groupsFile, runsDir] = argv;
 if (!groupsFile || !runsDir) throw new Error('usage: seeds GROUPS RUNS_DIR --metric KEY --target T [--target2 T2]');
 const metric = opt('metric') ?? 'test_accuracy';
 const targets = [opt('target'), opt('target2')].filter((t): t is string => t !== undefined).map(Number);
-const fmt = (v: number): string => (metric.endsWith('accuracy') ? (100 * v).toFixed(2) : v.toFixed(2));
+const fmt = (v: number): string => formatMetric(metric, v);
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const train = (l: EpochLog): number => l.wall_time - (l.eval_time ?? 0);
 
 console.log(`| configuration | seeds | final ${metric} (median, min-max) | ${targets.map((t) => `epochs to ${fmt(t)} | train s to ${fmt(t)}`).join(' | ')} | train s total |`);
 console.log(`|---|---|---|${targets.map(() => '---|---|').join('')}---|`);
 for (const line of readFileSync(groupsFile, 'utf8').split('\n')) {
   if (!line.trim() || line.startsWith('#')) continue;
   const [label, rest] = line.split(':');
-  const runs = rest!.trim().split(/\s+/).map((name) => {
-    const f = join(runsDir, name, 'log.jsonl');
-    return existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as EpochLog) : [];
-  }).filter((logs) => logs.length > 0);
+  const runs = rest!.trim().split(/\s+/).map((name) => readLog(runsDir, name)).filter((logs) => logs.length > 0);
   if (runs.length === 0) {
     console.log(`| ${label} | 0 | not run |${targets.map(() => ' - | - |').join('')} - |`);
     continue;
@@ -41,7 +32,7 @@ for (const line of readFileSync(groupsFile, 'utf8').split('\n')) {
   const cells = targets.map((t) => {
     const hits = runs.map((logs) => logs.find((l) => (l[metric] ?? -Infinity) >= t)).filter((h): h is EpochLog => h !== undefined);
     if (hits.length * 2 <= runs.length) return `- (${hits.length}/${runs.length}) | -`;
-    return `${median(hits.map((h) => h.epoch))} (${hits.length}/${runs.length}) | ${Math.round(median(hits.map(train)))}`;
+    return `${median(hits.map((h) => h.epoch))} (${hits.length}/${runs.length}) | ${Math.round(median(hits.map(trainSeconds)))}`;
   });
-  console.log(`| ${label} | ${runs.length} | ${fmt(median(finals))} (${fmt(Math.min(...finals))}-${fmt(Math.max(...finals))}) | ${cells.join(' | ')} | ${Math.round(median(runs.map((logs) => train(logs.at(-1)!))))} |`);
+  console.log(`| ${label} | ${runs.length} | ${fmt(median(finals))} (${fmt(Math.min(...finals))}-${fmt(Math.max(...finals))}) | ${cells.join(' | ')} | ${Math.round(median(runs.map((logs) => trainSeconds(logs.at(-1)!))))} |`);
 }

@@ -5,14 +5,10 @@
 // target (logs without eval_time count evaluation too, and are marked so).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-interface EpochLog { epoch: number; wall_time: number; eval_time?: number; [k: string]: number | undefined }
+import { flag, formatMetric, readLog, trainSeconds, type EpochLog } from './logs.js';
 
 const argv = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : dflt;
-};
+const opt = (name: string, dflt: string): string => flag(argv, name) ?? dflt;
 const [gridFile, runsDir] = argv;
 if (!gridFile || !runsDir) throw new Error('usage: summarize GRID RUNS_DIR [--target T] [--metric KEY] [--prefix P]');
 const target = Number(opt('target', 'NaN'));
@@ -24,7 +20,7 @@ const flagsOf = (args: string[]): Record<string, string> => {
   for (let i = 0; i < args.length; i++) if (args[i]!.startsWith('--')) out[args[i]!.slice(2)] = args[i + 1] && !args[i + 1]!.startsWith('--') ? args[++i]! : 'true';
   return out;
 };
-const pct = (v: number | undefined): string => (v === undefined ? '-' : metric.endsWith('accuracy') ? (100 * v).toFixed(2) : v.toFixed(2));
+const pct = (v: number | undefined): string => (v === undefined ? '-' : formatMetric(metric, v));
 
 const rows: string[] = [];
 for (const line of readFileSync(gridFile, 'utf8').split('\n')) {
@@ -32,11 +28,10 @@ for (const line of readFileSync(gridFile, 'utf8').split('\n')) {
   const [name, ...args] = line.trim().split(/\s+/);
   if (!name!.startsWith(prefix)) continue;
   const f = flagsOf(args);
-  const logFile = join(runsDir, name!, 'log.jsonl');
-  const logs: EpochLog[] = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as EpochLog) : [];
+  const logs = readLog(runsDir, name!);
   const done = existsSync(join(runsDir, name!, 'done'));
   const hit = logs.find((l) => (l[metric] ?? -Infinity) >= target);
-  const trainTime = (l: EpochLog): string => `${Math.round(l.wall_time - (l.eval_time ?? 0))}${l.eval_time === undefined ? '*' : ''}`;
+  const trainTime = (l: EpochLog): string => `${Math.round(trainSeconds(l))}${l.eval_time === undefined ? '*' : ''}`;
   const hyper = [f.lr && `lr ${f.lr}`, f.damping && `damping ${f.damping}`, f.seed && `seed ${f.seed}`].filter(Boolean).join(', ');
   rows.push(`| ${name} | ${f.optimizer ?? 'sgd'} | ${hyper} | ${logs.map((l) => pct(l[metric])).join(' / ')}${done ? '' : logs.length ? ' (running)' : 'not run'} | ${pct(logs.at(-1)?.[metric])} | ${hit ? hit.epoch : '-'} | ${hit ? trainTime(hit) : '-'} | ${logs.length ? trainTime(logs.at(-1)!) : '-'} |`);
 }
