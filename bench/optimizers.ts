@@ -1,5 +1,8 @@
 // Step time of each second-order method over a plain SGD step, same model and batch, in
-// interleaved rounds:   npm run bench:optimizers [-- --json] [-- --rounds N]
+// interleaved rounds:   npm run bench:optimizers [-- --json] [-- --rounds N] [-- --iters N] [-- --case mlp|resnet]
+// Each round runs every contender for a short block (2 MLP steps, 1 ResNet step) in a shuffled
+// order; a ratio is the median over rounds of (method's time / SGD's time in the same round), with
+// its interquartile range, so that neither drift nor the order of contenders biases it.
 //   fngd_reuse  an FNGD step of a later epoch (stored coefficients, no Gram, no solve)
 //   sgd_engine  SGD's direction through the curvature engine (capture, then weighted gradients with
 //               alpha = 1/B): what FNGD's reuse step costs without its coefficients; the engine's
@@ -9,16 +12,31 @@
 //   ngd         an exact NGD step (capture, Grams, B x B solves, weighted gradients)
 //   kfac        a KFAC step with its default cadence: factor updates every 10 steps are inside
 //               the timed rounds (whole multiples of 10 steps); the inverses (every 100 steps)
-//               fall in the warm-up round, so their amortized cost is not in this ratio
+//               fall in the warm-up round, so their amortized cost is not in this ratio; KFAC's
+//               block is always 10 steps (one factor update), its time per step as for the others
 import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
 import { CurvatureEngine } from '../src/curvature/index.js';
 import { FNGD, KFAC, NGD, SGD, type Optimizer, type SGDOptions, type StepInput, type StepStats } from '../src/optim/index.js';
 import { full, getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
-import { interleave, report } from './timing.js';
+import { interleaveRounds, median, pairedRatio, report } from './timing.js';
 
 const json = process.argv.includes('--json');
-const roundsArg = process.argv.indexOf('--rounds');
-const rounds = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 5;
+const flag = (name: string): string | null => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] ?? null : null;
+};
+const positive = (name: string): number | null => {
+  const v = flag(name);
+  if (v === null) return null;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`bench:optimizers: ${name} must be a positive integer, got '${v}'`);
+  return n;
+};
+const roundsFlag = positive('--rounds');
+const itersFlag = positive('--iters');
+const onlyCase = flag('--case');
+/** KFAC's per-round block: one factor update (every 10 steps) in every block. */
+const KFAC_BLOCK = 10;
 const B = 128;
 // A tiny learning rate: every method does its full work, but the model cannot memorize the fixed
 // batch; a memorized batch drives gradients into denormal floats, which run 10x slower on a CPU.
@@ -33,7 +51,7 @@ class SgdThroughEngine extends SGD {
   }
   protected override computeGradients(input: StepInput, loss: number): StepStats {
     const cap = this.engine.capture(input.perSampleLoss);
-    cap.writeWeightedGradients(full([cap.batchSize], 1 / cap.batchSize));
+    cap.writeWeightedGradients(full([cap.batchSize], 1 / cap.batchSize), { consume: true });
     return { loss };
   }
   override dispose(): void {
@@ -42,14 +60,18 @@ class SgdThroughEngine extends SGD {
   }
 }
 
-interface Case { name: string; model: () => Layer; shape: number[]; iters: number }
+interface Case { name: string; model: () => Layer; shape: number[]; iters: number; rounds: number }
 const cases: Case[] = [
-  { name: 'mlp', model: () => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), shape: [B, 1, 28, 28], iters: 20 },
-  { name: 'resnet', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], iters: 10 },
+  { name: 'mlp', model: () => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), shape: [B, 1, 28, 28], iters: 2, rounds: 40 },
+  { name: 'resnet', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], iters: 1, rounds: 20 },
 ];
+if (onlyCase !== null && !cases.some((c) => c.name === onlyCase)) {
+  throw new RangeError(`bench:optimizers: --case must be one of ${cases.map((c) => c.name).join(', ')}, got '${onlyCase}'`);
+}
 
 const result: Record<string, unknown> = {};
 for (const c of cases) {
+  if (onlyCase !== null && c.name !== onlyCase) continue;
   manualSeed(0);
   const x = keep(randn(c.shape));
   const y = keep(randint(0, 10, [B]));
@@ -74,15 +96,23 @@ for (const c of cases) {
   const contenders: Record<string, (n: number) => number> = {};
   for (const [k, r] of Object.entries(runs)) {
     contenders[k] = (n) => {
+      const steps = k === 'kfac' ? KFAC_BLOCK : n;
       const t0 = performance.now();
-      for (let i = 0; i < n; i++) step(r, k === 'fngd_reuse' ? 1 : 0);
-      return (performance.now() - t0) / 1000;
+      for (let i = 0; i < steps; i++) step(r, k === 'fngd_reuse' ? 1 : 0);
+      return ((performance.now() - t0) / 1000) * (n / steps);
     };
   }
-  const t = await interleave(contenders, { rounds, iters: c.iters });
-  result[`sgd_step_ms_${c.name}`] = t.sgd! * 1e3;
-  for (const k of ['fngd_reuse', 'sgd_engine', 'ngd', 'kfac']) result[`${k}_over_sgd_${c.name}`] = t[k]! / t.sgd!;
-  result[`fngd_reuse_over_sgd_engine_${c.name}`] = t.fngd_reuse! / t.sgd_engine!;
+  const rounds = roundsFlag ?? c.rounds;
+  const t = await interleaveRounds(contenders, { rounds, iters: itersFlag ?? c.iters });
+  result[`sgd_step_ms_${c.name}`] = median(t.sgd!) * 1e3;
+  const ratio = (a: string, b: string): void => {
+    const r = pairedRatio(t[a]!, t[b]!);
+    result[`${a}_over_${b}_${c.name}`] = r.median;
+    result[`${a}_over_${b}_${c.name}_iqr`] = [Number(r.q1.toFixed(3)), Number(r.q3.toFixed(3))];
+  };
+  for (const k of ['fngd_reuse', 'sgd_engine', 'ngd', 'kfac']) ratio(k, 'sgd');
+  ratio('fngd_reuse', 'sgd_engine');
+  result[`rounds_${c.name}`] = rounds;
   for (const r of Object.values(runs)) {
     r.opt.dispose();
     r.model.dispose();
@@ -90,4 +120,4 @@ for (const c of cases) {
   x.dispose();
   y.dispose();
 }
-report({ ...result, batch: B, threads: getNumThreads(), rounds }, json);
+report({ ...result, batch: B, threads: getNumThreads() }, json);

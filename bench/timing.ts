@@ -16,25 +16,70 @@ export function timeIt(fn: () => void, n: number): number {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
+/** Per-call seconds of every contender, one entry per timed round (rounds are aligned across contenders). */
+export type RoundSamples = Record<string, number[]>;
+
 /**
- * Runs each contender `iters` times per round, in turn, for `rounds` rounds (after one warm-up
- * round), so that machine noise hits all of them alike. Returns per-call seconds, median over rounds.
+ * Runs each contender `iters` times per round, for `rounds` rounds after one warm-up round, in a
+ * fresh random order every round (seeded, so reruns time the same schedule). Why shuffled: a
+ * contender's time depends a few percent on which one ran just before it (caches, the allocator's
+ * free lists, sleeping thread pools); a fixed order turns that into a bias, a shuffled one into noise
+ * that the median removes. Short blocks (small `iters`) keep slow machine drift out of the ratios.
+ * Returns per-call seconds per round.
  */
-export async function interleave(
+export async function interleaveRounds(
   contenders: Record<string, (iters: number) => number | Promise<number>>,
-  o: { rounds: number; iters: number },
-): Promise<Record<string, number>> {
-  const samples: Record<string, number[]> = {};
-  for (const k of Object.keys(contenders)) samples[k] = [];
+  o: { rounds: number; iters: number; seed?: number },
+): Promise<RoundSamples> {
+  const names = Object.keys(contenders);
+  const samples: RoundSamples = {};
+  for (const k of names) samples[k] = [];
+  let state = (o.seed ?? 1) >>> 0 || 1;
+  const random = (): number => {
+    // xorshift32: a small deterministic generator, enough for shuffling a handful of names.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 32;
+  };
   for (let r = -1; r < o.rounds; r++) {
-    for (const [k, run] of Object.entries(contenders)) {
-      const secs = await run(o.iters);
+    const order = [...names];
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    for (const k of order) {
+      const secs = await contenders[k]!(o.iters);
       if (r >= 0) samples[k]!.push(secs / o.iters);
     }
   }
+  return samples;
+}
+
+/** `interleaveRounds`, reduced to each contender's median per-call seconds. */
+export async function interleave(
+  contenders: Record<string, (iters: number) => number | Promise<number>>,
+  o: { rounds: number; iters: number; seed?: number },
+): Promise<Record<string, number>> {
+  const samples = await interleaveRounds(contenders, o);
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(samples)) out[k] = median(v);
   return out;
+}
+
+/**
+ * The ratio a / b paired by round: the median of a[r] / b[r] and its interquartile range. Pairing
+ * cancels noise that hits both in one round (another tenant of the host, a thermal step).
+ */
+export function pairedRatio(a: number[], b: number[]): { median: number; q1: number; q3: number } {
+  if (a.length !== b.length || a.length === 0) throw new RangeError(`pairedRatio: need equally many rounds, got ${a.length} and ${b.length}`);
+  const r = a.map((x, i) => x / b[i]!).sort((x, y) => x - y);
+  const at = (q: number): number => {
+    const pos = q * (r.length - 1);
+    const lo = Math.floor(pos);
+    return r[lo]! + (r[Math.min(lo + 1, r.length - 1)]! - r[lo]!) * (pos - lo);
+  };
+  return { median: median(r), q1: at(0.25), q3: at(0.75) };
 }
 
 export const PYTHON = process.env.FNGD_PYTHON ?? '/usr/bin/python3';

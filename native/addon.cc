@@ -247,6 +247,18 @@ static Napi::Value Numel(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(unwrapTensor(info[0], "numel").numel()));
 }
 
+// Which storage a tensor views, and whether it is contiguous: enough for a caller to know when
+// writing into a tensor in place can touch another tensor's memory (two views of one storage).
+static Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const at::Tensor& t = unwrapTensor(info[0], "memoryLayout");
+  auto out = Napi::Object::New(env);
+  const void* base = t.has_storage() ? t.storage().data() : nullptr;
+  out.Set("storage", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(base))));
+  out.Set("contiguous", Napi::Boolean::New(env, t.is_contiguous()));
+  return out;
+}
+
 static Napi::Value Dtype(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), dtypeName(unwrapTensor(info[0], "dtype").scalar_type()));
 }
@@ -372,6 +384,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("shape", Napi::Function::New(env, Shape));
   exports.Set("dim", Napi::Function::New(env, Dim));
   exports.Set("numel", Napi::Function::New(env, Numel));
+  exports.Set("memoryLayout", Napi::Function::New(env, MemoryLayout));
   exports.Set("dtype", Napi::Function::New(env, Dtype));
   exports.Set("device", Napi::Function::New(env, DeviceOf));
   exports.Set("isDisposed", Napi::Function::New(env, IsDisposed));

@@ -239,6 +239,15 @@ for (const [label, make] of [['Linear, one position per sample, with and without
         for (const ch of cap.perSampleGradientChunks(n, 2)) chunks.push(ch.weight);
         close(cat(chunks, 0), U.get(n)![0]!, `${n} per-sample gradients in chunks of 2`);
       }
+      // Consumed: output gradients scaled in place where nothing else shares them. Here the seq and
+      // embedding nets sum two covered outputs, so autograd hands both layers one gradient tensor:
+      // scaling it in place for one would corrupt the other.
+      const last = new Map(c.layers.map((n) => [n, randn([b], f64)] as const));
+      cap.writeWeightedGradients(last, { consume: true });
+      for (const n of c.layers) {
+        layerParams(c.model, n).forEach((p, k) => close(p.grad!, weightedSum(U.get(n)![k]!, last.get(n)!), `${n} weighted gradient (consumed capture), param ${k}`));
+      }
+      assert.throws(() => cap.grams(), /used after dispose/);
     });
     engine.dispose();
     c.model.dispose();
@@ -347,6 +356,47 @@ test('NGD through the engine equals the dense solve (F + lambda I) d = gbar, glo
   });
   engine.dispose();
   c.model.dispose();
+}));
+
+test('a consumed capture scales output gradients in place only where no other layer shares them (z = l1(x) + l2(x))', () => leakCheck(() => {
+  manualSeed(14);
+  // Autograd hands l1 and l2 one and the same output-gradient tensor: scaling it in place for l1
+  // would also scale l2's. l3 has its own and is scaled in place.
+  class SharedDelta extends Module {
+    readonly l1 = this.registerModule('l1', new Linear(5, 4, f64));
+    readonly l2 = this.registerModule('l2', new Linear(5, 4, f64));
+    readonly l3 = this.registerModule('l3', new Linear(4, 3, f64));
+    forward(x: Tensor): Tensor {
+      return this.l3.forward(this.l1.forward(x).add(this.l2.forward(x)).tanh());
+    }
+  }
+  const model = new SharedDelta();
+  const engine = new CurvatureEngine(model);
+  scope(() => {
+    const b = 6;
+    const loss = crossEntropyPerSample(model.forward(randn([b, 5], f64)), tensor(BigInt64Array.from([0n, 1n, 2n, 2n, 1n, 0n])));
+    const params = model.parameters();
+    const U = bruteForce(loss, params);
+    const cap = engine.capture(loss);
+    const [d1, d2] = ['l1', 'l2'].map((n) => cap.layer(n).uses[0]!.delta);
+    assert.equal(d1!.memoryLayout.storage, d2!.memoryLayout.storage, 'the two deltas share memory (the case under test)');
+    const alphas = new Map(['l1', 'l2', 'l3'].map((n) => [n, randn([b], f64)] as const));
+    const delta3 = cap.layer('l3').uses[0]!.delta;
+    const d3 = delta3.view(delta3.shape); // a handle of our own: the capture frees its tensors when consumed
+    const d3Before = d3.clone();
+    cap.writeWeightedGradients(alphas, { consume: true });
+    const names = model.namedParameters().map(([n]) => n);
+    params.forEach((p, k) => {
+      const a = alphas.get(names[k]!.split('.')[0]!)!;
+      const want = U[k]!.mul(a.reshape([b, ...new Array<number>(U[k]!.dim - 1).fill(1)])).sum(0);
+      close(p.grad!, want, `${names[k]} weighted gradient`);
+    });
+    // l3's delta was scaled in place (no copy): it was its own.
+    close(d3, d3Before.mul(alphas.get('l3')!.unsqueeze(1)), 'l3 delta scaled in place');
+    assert.throws(() => cap.writeWeightedGradients(alphas), /used after dispose/);
+  });
+  engine.dispose();
+  model.dispose();
 }));
 
 test('with alpha = 1/B the weighted gradients are the mean-loss gradient, BatchNorm included (ResNet, training mode)', () => leakCheck(() => {

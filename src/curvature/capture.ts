@@ -2,7 +2,8 @@
 // gradient of the parameters the engine does not cover, from ONE backward pass (engine.ts). All the
 // per-sample statistics of the batch are read from it:
 //   grams()                    exact per-layer Grams K_l (float64 [B, B])
-//   writeWeightedGradients(a)  .grad = sum_i a_i g_i for covered parameters (one weight-gradient each)
+//   writeWeightedGradients(a)  .grad = sum_i a_i g_i for covered parameters (one weight-gradient each;
+//                              { consume: true } as the batch's last use: no copies, capture disposed)
 //   perSampleGradients(...)    materialized per-sample gradients, a chunk at a time
 //   kfacFactors()              KFAC's A and G per layer (conventions in layers.ts)
 //
@@ -114,24 +115,61 @@ export class Capture {
    * Sets `.grad` of every covered parameter that requires grad to sum_i alpha_i g_i (g_i the gradient
    * of l_i; alpha_i = 1/B gives the mean-loss gradient), and of every uncovered one to the mean-loss
    * gradient times `uncoveredScale`. Parameters the loss does not reach get `.grad = null`.
+   * `consume: true` says this is the batch's last use of the capture: output gradients are scaled in
+   * place instead of copied (where no other captured tensor shares their memory), and the capture
+   * is disposed afterwards.
    */
-  writeWeightedGradients(alpha: Alpha, o: { uncoveredScale?: number } = {}): void {
+  writeWeightedGradients(alpha: Alpha, o: { uncoveredScale?: number; consume?: boolean } = {}): void {
     this.#check();
     const scale = o.uncoveredScale ?? 1;
-    noGrad(() => scope(() => {
-      for (const l of this.layers) {
-        const a = alphaOf(alpha, l.name, this.batchSize);
-        const [w, b] = l.params;
-        // One scope per layer: its scaled output gradients are freed (and their memory reused) at once.
-        scope(() => {
-          const g = a === null ? null : l.weighted(a, this.#config.scratch);
-          w.grad = g !== null && w.requiresGrad ? g.weight : null;
-          if (b !== null) b.grad = g !== null && b.requiresGrad ? g.bias : null;
-        });
+    const overwritable = o.consume === true ? this.#exclusiveDeltaLayers() : new Set<LayerCurvature>();
+    try {
+      noGrad(() => scope(() => {
+        for (const l of this.layers) {
+          const a = alphaOf(alpha, l.name, this.batchSize);
+          const [w, b] = l.params;
+          // One scope per layer: its scaled output gradients are freed (and their memory reused) at once.
+          scope(() => {
+            const g = a === null ? null : l.weighted(a, { scratch: this.#config.scratch, overwriteDeltas: overwritable.has(l) });
+            w.grad = g !== null && w.requiresGrad ? g.weight : null;
+            if (b !== null) b.grad = g !== null && b.requiresGrad ? g.bias : null;
+          });
+        }
+        for (const u of this.unreached) for (const p of [u.layer.weight, (u.layer as { bias?: Tensor | null }).bias ?? null]) if (p !== null) p.grad = null;
+        for (const u of this.uncovered) u.param.grad = u.gradSum === null ? null : u.gradSum.mul(scale / this.batchSize);
+      }));
+    } finally {
+      if (o.consume === true) this.dispose();
+    }
+  }
+
+  /**
+   * Layers whose output gradients may be overwritten: each is contiguous and the only captured
+   * tensor on its storage. Autograd hands one tensor to several outputs when they meet in a sum
+   * (z1 + z2 gives both the same gradient), and scaling that in place for one layer would scale it
+   * for the other too.
+   */
+  #exclusiveDeltaLayers(): Set<LayerCurvature> {
+    const users = new Map<bigint, number>();
+    const layouts = new Map<Tensor, { storage: bigint; contiguous: boolean }>();
+    for (const l of this.layers) {
+      for (const u of l.uses) {
+        for (const t of [u.delta, u.input]) {
+          const m = t.memoryLayout;
+          layouts.set(t, m);
+          users.set(m.storage, (users.get(m.storage) ?? 0) + 1);
+        }
       }
-      for (const u of this.unreached) for (const p of [u.layer.weight, (u.layer as { bias?: Tensor | null }).bias ?? null]) if (p !== null) p.grad = null;
-      for (const u of this.uncovered) u.param.grad = u.gradSum === null ? null : u.gradSum.mul(scale / this.batchSize);
-    }));
+    }
+    const out = new Set<LayerCurvature>();
+    for (const l of this.layers) {
+      const ok = l.uses.every((u) => {
+        const m = layouts.get(u.delta)!;
+        return m.contiguous && m.storage !== 0n && users.get(m.storage) === 1;
+      });
+      if (ok) out.add(l);
+    }
+    return out;
   }
 
   /** Per-sample gradients of one layer for samples start .. start+count-1: [count, ...param shape]. */

@@ -6,7 +6,7 @@
 import type { Conv2d } from '../nn/conv.js';
 import { cat, F, ones, zeros, type Tensor } from '../tensor/index.js';
 import {
-  LayerCurvature, pairwiseDense, scaled, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Scratch, type Use,
+  LayerCurvature, pairwiseDense, scaled, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Use, type WeightedOptions,
 } from './layers.js';
 import { gemmNT, gemmTN } from './gemm.js';
 
@@ -85,20 +85,23 @@ export class ConvCurvature extends LayerCurvature {
     return pairwiseDense(this.patches, this.positionDeltas, start, count, this.conv.bias !== null);
   }
 
-  weighted(alpha: Tensor, scratch: Scratch | null = null): LayerGrads {
+  weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {
     const c = this.conv;
     const al = this.alphaFor(alpha, 4);
     let w: Tensor | null = null;
     let b: Tensor | null = null;
     for (const u of this.uses) {
-      // The weight gradient is bilinear in (delta, input): scale the smaller one (e.g. the stem's 3-channel input).
+      // The weight gradient is bilinear in (delta, input): scale the smaller one (e.g. the stem's
+      // 3-channel input; never in place, other layers may read it).
       const scaleD = u.delta.numel <= u.input.numel;
-      const gw = F.conv2dBackward(scaleD ? scaled(u.delta, al, scratch) : u.delta, scaleD ? u.input : scaled(u.input, al, scratch), c.weight, {
+      const d = scaleD ? scaled(u.delta, al, o.scratch, o.overwriteDeltas) : u.delta;
+      const gw = F.conv2dBackward(d, scaleD ? u.input : scaled(u.input, al, o.scratch), c.weight, {
         ...this.geometry, need: { weight: true },
       }).weight!;
       w = w === null ? gw : w.add(gw);
       if (c.bias !== null) {
-        const gb = u.delta.sum([2, 3]).t().matmul(alpha.to(this.dtype));
+        // From the scaled delta when there is one (it may have replaced u.delta): sum_i alpha_i sum_t delta_it.
+        const gb = scaleD ? d.sum([0, 2, 3]) : u.delta.sum([2, 3]).t().matmul(alpha.to(this.dtype));
         b = b === null ? gb : b.add(gb);
       }
     }

@@ -4,7 +4,7 @@
 import type { Embedding } from '../nn/linear.js';
 import { arange, cat, ones, zeros, type Tensor } from '../tensor/index.js';
 import {
-  LayerCurvature, pairwiseDense, scaled, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Scratch, type Use,
+  LayerCurvature, pairwiseDense, scaled, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Use, type WeightedOptions,
 } from './layers.js';
 import { gemmTN } from './gemm.js';
 
@@ -53,9 +53,9 @@ export class EmbeddingCurvature extends LayerCurvature {
     return pairwiseDense(null, this.d, start, count, false, same);
   }
 
-  weighted(alpha: Tensor, scratch: Scratch | null = null): LayerGrads {
+  weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {
     const { numEmbeddings: v, embeddingDim: dim } = this.emb;
-    const d = scaled(this.d, this.alphaFor(alpha, 3), scratch).reshape(-1, dim);
+    const d = scaled(this.d, this.alphaFor(alpha, 3), o.scratch, o.overwriteDeltas).reshape(-1, dim);
     return { weight: zeros([v, dim], { dtype: d.dtype, device: d.device }).indexAdd(0, this.x.reshape(-1), d), bias: null };
   }
 

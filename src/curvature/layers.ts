@@ -86,9 +86,22 @@ export class Scratch {
   }
 }
 
-/** t * alpha (broadcast), into `scratch` when given. */
-export function scaled(t: Tensor, alpha: Tensor, scratch: Scratch | null): Tensor {
-  if (scratch === null) return t.mul(alpha);
+/** Where `weighted` puts the alpha-scaled copy of an output gradient or input. */
+export interface WeightedOptions {
+  /** The engine's reusable memory (a fresh tensor when null). */
+  scratch?: Scratch | null;
+  /**
+   * The layer's output gradients may be scaled in place: the capture is being consumed, and no other
+   * captured tensor shares their memory (capture.ts checks). Saves writing a copy: at B = 128 on
+   * ResNet-20 the copies are 90 MB per step, memory-bound, about 3% of a step.
+   */
+  overwriteDeltas?: boolean;
+}
+
+/** t * alpha (broadcast): in place when `overwrite`, else into `scratch` when given, else fresh. */
+export function scaled(t: Tensor, alpha: Tensor, scratch: Scratch | null | undefined, overwrite = false): Tensor {
+  if (overwrite) return t.mul_(alpha);
+  if (scratch === null || scratch === undefined) return t.mul(alpha);
   return callOp('aten::mul.out', t, alpha, scratch.get(t.shape, t.dtype, t.device)) as Tensor;
 }
 
@@ -119,8 +132,8 @@ export abstract class LayerCurvature {
   abstract perSample(start: number, count: number): PerSampleGrads;
   /** Rows start .. start+count-1 of K by the pairwise form, float64 [count, B]. */
   abstract pairwiseRows(start: number, count: number): Tensor;
-  /** sum_i alpha_i g_i (alpha [B], any float dtype); `scratch` holds the scaled temporaries. */
-  abstract weighted(alpha: Tensor, scratch?: Scratch | null): LayerGrads;
+  /** sum_i alpha_i g_i (alpha [B], any float dtype); `o` says where the scaled temporaries go. */
+  abstract weighted(alpha: Tensor, o?: WeightedOptions): LayerGrads;
   abstract kfac(): KfacFactors;
   /** Cost of each Gram method under a memory bound (null: impossible within it). */
   abstract costs(maxBytes: number): { pairwise: MethodCost | null; materialize: MethodCost | null };

@@ -2,7 +2,7 @@
 import type { Linear } from '../nn/linear.js';
 import { cat, type Tensor } from '../tensor/index.js';
 import {
-  LayerCurvature, pairwiseDense, scaled, secondMoment, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Scratch, type Use,
+  LayerCurvature, pairwiseDense, scaled, secondMoment, type KfacFactors, type LayerGrads, type MethodCost, type PerSampleGrads, type Use, type WeightedOptions,
 } from './layers.js';
 import { gemmTN } from './gemm.js';
 
@@ -39,13 +39,13 @@ export class LinearCurvature extends LayerCurvature {
     return pairwiseDense(this.a, this.d, start, count, this.lin.bias !== null);
   }
 
-  weighted(alpha: Tensor, scratch: Scratch | null = null): LayerGrads {
+  weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {
     const { inFeatures: din, outFeatures: dout } = this.lin;
-    // sum_i alpha_i D_i^T A_i: scale whichever of D and A is smaller.
+    // sum_i alpha_i D_i^T A_i: scale whichever of D and A is smaller (A never in place: other layers may read it).
     const al = this.alphaFor(alpha, 3);
     const scaleD = dout <= din;
-    const d = (scaleD ? scaled(this.d, al, scratch) : this.d).reshape(-1, dout);
-    const a = (scaleD ? this.a : scaled(this.a, al, scratch)).reshape(-1, din);
+    const d = (scaleD ? scaled(this.d, al, o.scratch, o.overwriteDeltas) : this.d).reshape(-1, dout);
+    const a = (scaleD ? this.a : scaled(this.a, al, o.scratch)).reshape(-1, din);
     const bias = this.lin.bias === null ? null : scaleD ? d.sum(0) : this.d.sum(1).t().matmul(alpha.to(this.dtype));
     return { weight: gemmTN(d, a), bias };
   }

@@ -124,7 +124,7 @@ export class KFAC extends SGD {
     let nu = 1;
     try {
       const b = cap.batchSize;
-      scope(() => cap.writeWeightedGradients(full([b], 1 / b, { dtype: input.perSampleLoss.dtype, device: input.perSampleLoss.device })));
+      const layers = cap.layers.map((l) => ({ name: l.name, params: l.params }));
       noGrad(() => {
         for (const l of cap.layers) {
           const f = this.#factors.get(l.name);
@@ -132,7 +132,11 @@ export class KFAC extends SGD {
           const g = this.#factors.get(l.name)!;
           if (g.Ainv === null || k % this.invUpdateEvery === 0) this.#invert(l.name, g, l.params[0].dtype);
         }
-        nu = this.#precondition(cap.layers.map((l) => ({ name: l.name, params: l.params })));
+      });
+      // The factors have read the capture: the gradient may consume it.
+      scope(() => cap.writeWeightedGradients(full([b], 1 / b, { dtype: input.perSampleLoss.dtype, device: input.perSampleLoss.device }), { consume: true }));
+      noGrad(() => {
+        nu = this.#precondition(layers);
       });
     } finally {
       cap.dispose();

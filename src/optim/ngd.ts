@@ -113,14 +113,17 @@ export class NGD extends SGD {
     }));
   }
 
-  /** .grad = sum_i alpha_i g_i: one alpha row per layer, or one row for every layer (global). */
+  /**
+   * .grad = sum_i alpha_i g_i: one alpha row per layer, or one row for every layer (global). The
+   * batch's last use of the capture: it is consumed (output gradients scaled in place, then freed).
+   */
   protected writeDirection(cap: Capture, c: Coefficients): void {
     if (c.groups.length === 1 && c.groups[0] === '*') {
-      cap.writeWeightedGradients(c.alpha.select(0, 0));
+      cap.writeWeightedGradients(c.alpha.select(0, 0), { consume: true });
     } else {
       const perLayer = new Map<string, Tensor>();
       c.groups.forEach((name, g) => perLayer.set(name, c.alpha.select(0, g)));
-      cap.writeWeightedGradients(perLayer);
+      cap.writeWeightedGradients(perLayer, { consume: true });
     }
   }
 

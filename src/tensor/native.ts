@@ -25,6 +25,8 @@ export interface NativeAddon {
   shape(h: Handle): number[];
   dim(h: Handle): number;
   numel(h: Handle): number;
+  /** The address of the storage the tensor views (0n without storage) and whether it is contiguous. */
+  memoryLayout(h: Handle): { storage: bigint; contiguous: boolean };
   dtype(h: Handle): string;
   device(h: Handle): string;
   isDisposed(h: Handle): boolean;

@@ -49,6 +49,13 @@ export class Tensor {
   get numel(): number {
     return native.numel(this.#handle);
   }
+  /**
+   * The storage this tensor views (an opaque key: equal keys, same memory) and whether it is
+   * contiguous. For deciding when an in-place write is safe.
+   */
+  get memoryLayout(): { storage: bigint; contiguous: boolean } {
+    return native.memoryLayout(this.#handle);
+  }
   get dtype(): DType {
     return native.dtype(this.#handle) as DType;
   }
