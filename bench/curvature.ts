@@ -77,7 +77,7 @@ function ngdStep(s: Setup): number {
     const alphas = new Map<string, Tensor>();
     for (const [n, K] of cap.grams()) alphas.set(n, solveCoefficients(K, LAMBDA));
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    cap.writeWeightedGradients(alphas);
+    cap.writeWeightedGradients(alphas, { consume: true });
     s.opt.update();
     return secs;
   });
@@ -93,7 +93,7 @@ function globalStep(s: Setup): void {
 function weightedStep(s: Setup): void {
   scope(() => {
     const cap = s.engine.capture(crossEntropyPerSample(s.model.forward(s.x), s.y));
-    cap.writeWeightedGradients(s.alphas);
+    cap.writeWeightedGradients(s.alphas, { consume: true });
     s.opt.update();
   });
 }

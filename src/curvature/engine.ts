@@ -19,7 +19,7 @@
 //   const loss = task.perSampleLoss(batch);                // forward: covered layers record
 //   const cap = engine.capture(loss);                      // one backward
 //   const K = cap.grams();                                 // per layer, float64 [B, B]
-//   cap.writeWeightedGradients(alpha);                     // .grad = sum_i alpha_i g_i
+//   cap.writeWeightedGradients(alpha, { consume: true });  // .grad = sum_i alpha_i g_i; last use
 // Forwards run with grad disabled (evaluation) are not recorded. With one global alpha and nothing
 // else wanted from the batch (FNGD after epoch 1), `writeGlobalWeightedGradients(loss, alpha)` skips
 // the capture: one ordinary backward of sum_i alpha_i l_i.
@@ -28,7 +28,9 @@
 // at once (about the activations of one forward), so a capture step peaks higher than a plain step;
 // glibc gives that extra memory back to the OS at the end of each step and re-faults it in the next
 // one unless MALLOC_TRIM_THRESHOLD_/MALLOC_MMAP_THRESHOLD_ are raised for the process. Temporaries
-// of our own (the alpha-scaled gradients) therefore go into a scratch buffer kept by the engine.
+// of our own (the alpha-scaled gradients) therefore go into a scratch buffer kept by the engine, or,
+// when the capture is consumed, over the output gradients themselves: scaling is a memory-bound
+// pass over every layer's output gradient, and writing a copy doubles its traffic.
 import type { Conv2d } from '../nn/conv.js';
 import type { Embedding, Linear } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
