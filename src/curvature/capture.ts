@@ -145,22 +145,21 @@ export class Capture {
 
   /**
    * Layers whose output gradients may be overwritten: each is contiguous and the only captured
-   * tensor on its storage. Autograd hands one tensor to several outputs when they meet in a sum
+   * tensor (input, output gradient, uncovered gradient) on its storage. Autograd hands one tensor to several outputs when they meet in a sum
    * (z1 + z2 gives both the same gradient), and scaling that in place for one layer would scale it
    * for the other too.
    */
   #exclusiveDeltaLayers(): Set<LayerCurvature> {
     const users = new Map<bigint, number>();
     const layouts = new Map<Tensor, { storage: bigint; contiguous: boolean }>();
-    for (const l of this.layers) {
-      for (const u of l.uses) {
-        for (const t of [u.delta, u.input]) {
-          const m = t.memoryLayout;
-          layouts.set(t, m);
-          users.set(m.storage, (users.get(m.storage) ?? 0) + 1);
-        }
-      }
-    }
+    const count = (t: Tensor): void => {
+      const m = t.memoryLayout;
+      layouts.set(t, m);
+      users.set(m.storage, (users.get(m.storage) ?? 0) + 1);
+    };
+    for (const l of this.layers) for (const u of l.uses) [u.delta, u.input].forEach(count);
+    // An uncovered parameter's gradient is read after the layers: it must not be a scaled delta.
+    for (const u of this.uncovered) if (u.gradSum !== null) count(u.gradSum);
     const out = new Set<LayerCurvature>();
     for (const l of this.layers) {
       const ok = l.uses.every((u) => {
