@@ -145,9 +145,9 @@ export class Capture {
 
   /**
    * Layers whose output gradients may be overwritten: each is contiguous and the only captured
-   * tensor (input, output gradient, uncovered gradient) on its storage. Autograd hands one tensor to several outputs when they meet in a sum
-   * (z1 + z2 gives both the same gradient), and scaling that in place for one layer would scale it
-   * for the other too.
+   * tensor (input, output gradient, uncovered gradient) on its storage. Autograd hands one tensor
+   * to several outputs when they meet in a sum (z1 + z2 gives both the same gradient), and scaling
+   * it in place for one layer would scale it for the other too.
    */
   #exclusiveDeltaLayers(): Set<LayerCurvature> {
     const users = new Map<bigint, number>();
