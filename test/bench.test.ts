@@ -1,6 +1,6 @@
 // The reproduction suite's runner on a tiny configuration (`--suite smoke`: MNIST MLP on 256 samples,
 // 2 epochs), the demo on a tiny one, pending optimizers skipped with a notice, flag errors, and the
-// quick suite's planned time.
+// quick suite's planned time; the timing helpers' schedule and paired ratios.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -16,6 +16,7 @@ import { cuda } from '../src/tensor/index.js';
 import { demoOptimizers } from '../src/cli/demo.js';
 import { OPTIMIZERS } from '../src/cli/train.js';
 import type { Report } from '../src/report/report.js';
+import { interleaveRounds, pairedRatio } from '../bench/timing.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const factory = new Set<string>(OPTIMIZERS);
@@ -189,4 +190,33 @@ test('loss curve: per-stretch means, times interpolated inside each epoch', () =
   const one = lossCurve(long, [epochs[0]!], 100);
   assert.equal(one.length, 20);
   assert.deepEqual(one[0], [0.05, 0.5, 2], 'the mean of steps 0-4');
+});
+
+test('timing: every round runs each contender once, in a seeded shuffled order; ratios pair rounds', async () => {
+  const schedule = async (seed: number): Promise<string[][]> => {
+    const rounds: string[][] = [[]];
+    const names = ['a', 'b', 'c', 'd'];
+    const contenders = Object.fromEntries(names.map((k) => [k, (n: number): number => {
+      if (rounds.at(-1)!.length === names.length) rounds.push([]);
+      rounds.at(-1)!.push(k);
+      return n;
+    }]));
+    const samples = await interleaveRounds(contenders, { rounds: 12, iters: 3, seed });
+    for (const k of names) assert.deepEqual(samples[k], new Array(12).fill(1), `${k}: 12 timed rounds of 3 iterations, per call`);
+    assert.equal(rounds.length, 13, 'one warm-up round and 12 timed ones');
+    for (const r of rounds) assert.deepEqual([...r].sort(), names, 'each contender once per round');
+    return rounds;
+  };
+  const s1 = await schedule(7);
+  assert.deepEqual(await schedule(7), s1, 'the same seed gives the same schedule');
+  // Shuffled: every contender runs first in some round, and not always the same order.
+  for (const k of ['a', 'b', 'c', 'd']) assert.ok(s1.some((r) => r[0] === k), `${k} runs first in some round`);
+  assert.ok(new Set(s1.map((r) => r.join(''))).size > 3);
+  // Paired ratios: the median and quartiles of a[r] / b[r], round by round (drifting b).
+  const b = [1, 2, 3, 4, 5, 6, 7];
+  const factors = [1.1, 1.2, 1.3, 1.2, 1.1, 1.2, 1.3];
+  const r = pairedRatio(b.map((x, i) => x * factors[i]!), b);
+  assert.ok(Math.abs(r.median - 1.2) < 1e-12, `median of the per-round ratios: ${r.median}`);
+  assert.ok(Math.abs(r.q1 - 1.15) < 1e-12 && Math.abs(r.q3 - 1.25) < 1e-12, `interquartile range: ${r.q1}, ${r.q3}`);
+  assert.throws(() => pairedRatio([1], [1, 2]), /equally many rounds/);
 });
