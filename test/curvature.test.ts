@@ -399,6 +399,36 @@ test('a consumed capture scales output gradients in place only where no other la
   model.dispose();
 }));
 
+test('conv with bias whose output gradient is the smaller side: weighted weight and bias gradients, copied and in place', () => leakCheck(() => {
+  manualSeed(15);
+  // 4 -> 2 channels: the output gradient (2 channels) is scaled, not the input, and the bias
+  // gradient is summed from the scaled copy (or, consumed, from the gradient scaled in place).
+  class Narrowing extends Module {
+    readonly c = this.registerModule('c', new Conv2d(4, 2, 3, { ...f64, padding: 1 }));
+    readonly fc = this.registerModule('fc', new Linear(2 * 6 * 6, 3, f64));
+    forward(x: Tensor): Tensor {
+      return this.fc.forward(this.c.forward(x).tanh().flatten(1));
+    }
+  }
+  const model = new Narrowing();
+  const engine = new CurvatureEngine(model);
+  const b = 5;
+  scope(() => {
+    const loss = crossEntropyPerSample(model.forward(randn([b, 4, 6, 6], f64)), tensor(BigInt64Array.from([0n, 1n, 2n, 2n, 1n])));
+    const params = [model.c.weight, model.c.bias!];
+    const U = bruteForce(loss, params);
+    const cap = engine.capture(loss);
+    const alpha = randn([b], f64);
+    const want = U.map((u) => u.mul(alpha.reshape([b, ...new Array<number>(u.dim - 1).fill(1)])).sum(0));
+    cap.writeWeightedGradients(alpha);
+    params.forEach((p, k) => close(p.grad!, want[k]!, `copied: ${k === 0 ? 'weight' : 'bias'}`));
+    cap.writeWeightedGradients(alpha, { consume: true });
+    params.forEach((p, k) => close(p.grad!, want[k]!, `in place: ${k === 0 ? 'weight' : 'bias'}`));
+  });
+  engine.dispose();
+  model.dispose();
+}));
+
 test('with alpha = 1/B the weighted gradients are the mean-loss gradient, BatchNorm included (ResNet, training mode)', () => leakCheck(() => {
   manualSeed(5);
   const model = resnetSmall({ depth: 8, width: 0.25, ...f64 });
