@@ -18,23 +18,20 @@ import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/i
 import { CurvatureEngine } from '../src/curvature/index.js';
 import { FNGD, KFAC, NGD, SGD, type Optimizer, type SGDOptions, type StepInput, type StepStats } from '../src/optim/index.js';
 import { full, getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
-import { interleaveRounds, median, pairedRatio, report } from './timing.js';
+import { flag, interleaveRounds, median, pairedRatio, report } from './timing.js';
 
-const json = process.argv.includes('--json');
-const flag = (name: string): string | null => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] ?? null : null;
-};
+const argv = process.argv.slice(2);
+const json = argv.includes('--json');
 const positive = (name: string): number | null => {
-  const v = flag(name);
-  if (v === null) return null;
+  const v = flag(argv, name);
+  if (v === undefined) return null;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`bench:optimizers: ${name} must be a positive integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`bench:optimizers: --${name} must be a positive integer, got '${v}'`);
   return n;
 };
-const roundsFlag = positive('--rounds');
-const itersFlag = positive('--iters');
-const onlyCase = flag('--case');
+const roundsFlag = positive('rounds');
+const itersFlag = positive('iters');
+const onlyCase = flag(argv, 'case') ?? null;
 /** KFAC's per-round block: one factor update (every 10 steps) in every block. */
 const KFAC_BLOCK = 10;
 const B = 128;

@@ -1,4 +1,4 @@
-// Timing helpers shared by the benchmarks: medians, interleaved side-by-side runs, and a Python
+// Helpers shared by the benchmarks: flags, medians, interleaved side-by-side runs, and a Python
 // (Debian python3-torch) worker timed in the same rounds as our code.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
@@ -7,6 +7,12 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** `--name value` from argv (undefined when absent). */
+export function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
 }
 
 /** Seconds taken by `n` calls of `fn`. */

@@ -14,11 +14,5 @@ export function readLog(runsDir: string, name: string): EpochLog[] {
 /** Seconds of training up to this epoch (evaluation excluded when the log has eval_time). */
 export const trainSeconds = (l: EpochLog): number => l.wall_time - (l.eval_time ?? 0);
 
-/** `--name value` from argv. */
-export function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
 /** A metric as printed: accuracies in percent, others (BLEU) as they are. */
 export const formatMetric = (metric: string, v: number): string => (metric.endsWith('accuracy') ? (100 * v).toFixed(2) : v.toFixed(2));

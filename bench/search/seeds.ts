@@ -4,7 +4,8 @@
 // epochs to each target (median; '-' when fewer than half the seeds reached it), training seconds to
 // each target (wall_time - eval_time, median over the seeds that reached it) and in all.
 import { readFileSync } from 'node:fs';
-import { flag, formatMetric, readLog, trainSeconds, type EpochLog } from './logs.js';
+import { flag, median } from '../timing.js';
+import { formatMetric, readLog, trainSeconds, type EpochLog } from './logs.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string): string | undefined => flag(argv, name);
@@ -13,10 +14,6 @@ if (!groupsFile || !runsDir) throw new Error('usage: seeds GROUPS RUNS_DIR --met
 const metric = opt('metric') ?? 'test_accuracy';
 const targets = [opt('target'), opt('target2')].filter((t): t is string => t !== undefined).map(Number);
 const fmt = (v: number): string => formatMetric(metric, v);
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 console.log(`| configuration | seeds | final ${metric} (median, min-max) | ${targets.map((t) => `epochs to ${fmt(t)} | train s to ${fmt(t)}`).join(' | ')} | train s total |`);
 console.log(`|---|---|---|${targets.map(() => '---|---|').join('')}---|`);

@@ -5,7 +5,8 @@
 // target (logs without eval_time count evaluation too, and are marked so).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { flag, formatMetric, readLog, trainSeconds, type EpochLog } from './logs.js';
+import { flag } from '../timing.js';
+import { formatMetric, readLog, trainSeconds, type EpochLog } from './logs.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => flag(argv, name) ?? dflt;
