@@ -40,6 +40,11 @@ function gramOf(us: Tensor[]): Tensor {
   return k!;
 }
 
+/** sum_i a_i U_i: the weighted sum of per-sample gradients U [B, ...] by its definition. */
+function weightedSum(u: Tensor, a: Tensor): Tensor {
+  return u.mul(a.reshape([u.size(0), ...new Array<number>(u.dim - 1).fill(1)])).sum(0);
+}
+
 type Net = Module & { forward(x: Tensor): Tensor; trace: Map<string, { input: Tensor; output: Tensor }> };
 
 /** One position per sample (the Hadamard form): Linear with bias, Linear without. */
@@ -210,7 +215,6 @@ for (const [label, make] of [['Linear, one position per sample, with and without
       // One global alpha.
       const alpha = randn([b], f64);
       cap.writeWeightedGradients(alpha, { uncoveredScale: 2 });
-      const weightedSum = (u: Tensor, a: Tensor): Tensor => u.mul(a.reshape([b, ...new Array<number>(u.dim - 1).fill(1)])).sum(0);
       for (const n of c.layers) {
         layerParams(c.model, n).forEach((p, k) => close(p.grad!, weightedSum(U.get(n)![k]!, alpha), `${n} weighted gradient (global alpha), param ${k}`));
       }
@@ -388,7 +392,7 @@ test('a consumed capture scales output gradients in place only where no other la
     const names = model.namedParameters().map(([n]) => n);
     params.forEach((p, k) => {
       const a = alphas.get(names[k]!.split('.')[0]!)!;
-      const want = U[k]!.mul(a.reshape([b, ...new Array<number>(U[k]!.dim - 1).fill(1)])).sum(0);
+      const want = weightedSum(U[k]!, a);
       close(p.grad!, want, `${names[k]} weighted gradient`);
     });
     // l3's delta was scaled in place (no copy): it was its own.
@@ -419,7 +423,7 @@ test('conv with bias whose output gradient is the smaller side: weighted weight 
     const U = bruteForce(loss, params);
     const cap = engine.capture(loss);
     const alpha = randn([b], f64);
-    const want = U.map((u) => u.mul(alpha.reshape([b, ...new Array<number>(u.dim - 1).fill(1)])).sum(0));
+    const want = U.map((u) => weightedSum(u, alpha));
     cap.writeWeightedGradients(alpha);
     params.forEach((p, k) => close(p.grad!, want[k]!, `copied: ${k === 0 ? 'weight' : 'bias'}`));
     cap.writeWeightedGradients(alpha, { consume: true });
@@ -581,7 +585,7 @@ test('a whole Transformer (embeddings with padding, sequence Linears, LayerNorm)
       // Weight and bias together: k_proj's bias gradient is zero up to rounding (softmax ignores a
       // shift of every key), so alone its relative error would be meaningless.
       const got = cat(covered[i]!.map((p) => p.grad!.reshape(-1)));
-      const want = cat(U.map((u) => u.mul(alpha.reshape([3, ...new Array<number>(u.dim - 1).fill(1)])).sum(0).reshape(-1)));
+      const want = cat(U.map((u) => weightedSum(u, alpha).reshape(-1)));
       close(got, want, `${n} weighted gradient`);
     });
   });
