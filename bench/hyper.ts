@@ -9,8 +9,10 @@
 // epochs, CIFAR-10 on a 10,240-image subset for 3 epochs. Short horizons favour small learning rates
 // (SGD: 0.02 beat 0.05, 0.1, 0.2 there, while 0.1 is the usual value for long runs), so the full
 // suite's 10-epoch CIFAR runs may do better with larger ones. fashion-cnn and multi30k-transformer:
-// the factory's defaults (`searched` does not list them). The runner rejects keys that are not
-// `fngd train` flags, so a renamed flag fails loudly before any training.
+// the factory's defaults (`searched` does not list them). Values that equal `fngd train`'s defaults
+// (TASK_DEFAULTS) are repeated here on purpose, so that a benchmark does not drift when those
+// change. The runner rejects keys that are not `fngd train` flags, so a renamed flag fails loudly
+// before any training.
 import type { TaskName } from '../src/train/tasks.js';
 
 export type HyperValue = number | string | boolean | number[];
