@@ -1,8 +1,10 @@
 // Step time of each second-order method over a plain SGD step, same model and batch, in
 // interleaved rounds:   npm run bench:optimizers [-- --json] [-- --rounds N] [-- --iters N] [-- --case mlp|resnet]
-// Each round runs every contender for a short block (2 MLP steps, 1 ResNet step) in a shuffled
-// order; a ratio is the median over rounds of (method's time / SGD's time in the same round), with
-// its interquartile range, so that neither drift nor the order of contenders biases it.
+// Each round runs SGD, then every method for a short block (2 MLP steps, 1 ResNet step) in a shuffled
+// order, each followed by SGD again; a method's ratio for the round is its time over the mean of
+// the two SGD blocks around it (bench/timing.ts, bracketedRatios), so neither drift nor the order of
+// contenders biases it. Reported: the median over rounds, with the interquartile range (`*_iqr`, how
+// much rounds differ) and a 95% confidence interval of the median (`*_ci95`, how well it is known).
 //   fngd_reuse  an FNGD step of a later epoch (stored coefficients, no Gram, no solve)
 //   sgd_engine  SGD's direction through the curvature engine (capture, then weighted gradients with
 //               alpha = 1/B): what FNGD's reuse step costs without its coefficients; the engine's
@@ -18,7 +20,7 @@ import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/i
 import { CurvatureEngine } from '../src/curvature/index.js';
 import { FNGD, KFAC, NGD, SGD, type Optimizer, type SGDOptions, type StepInput, type StepStats } from '../src/optim/index.js';
 import { full, getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
-import { flag, interleaveRounds, median, pairedRatio, report } from './timing.js';
+import { bracketedRatios, flag, median, report, summarizeRatios } from './timing.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
@@ -60,7 +62,7 @@ class SgdThroughEngine extends SGD {
 interface Case { name: string; model: () => Layer; shape: number[]; iters: number; rounds: number }
 const cases: Case[] = [
   { name: 'mlp', model: () => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), shape: [B, 1, 28, 28], iters: 2, rounds: 40 },
-  { name: 'resnet', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], iters: 1, rounds: 20 },
+  { name: 'resnet', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], iters: 1, rounds: 30 },
 ];
 if (onlyCase !== null && !cases.some((c) => c.name === onlyCase)) {
   throw new RangeError(`bench:optimizers: --case must be one of ${cases.map((c) => c.name).join(', ')}, got '${onlyCase}'`);
@@ -100,15 +102,18 @@ for (const c of cases) {
     };
   }
   const rounds = roundsFlag ?? c.rounds;
-  const t = await interleaveRounds(contenders, { rounds, iters: itersFlag ?? c.iters });
-  result[`sgd_step_ms_${c.name}`] = median(t.sgd!) * 1e3;
-  const ratio = (a: string, b: string): void => {
-    const r = pairedRatio(t[a]!, t[b]!);
-    result[`${a}_over_${b}_${c.name}`] = r.median;
-    result[`${a}_over_${b}_${c.name}_iqr`] = [Number(r.q1.toFixed(3)), Number(r.q3.toFixed(3))];
+  const t = await bracketedRatios(contenders, 'sgd', { rounds, iters: itersFlag ?? c.iters });
+  result[`sgd_step_ms_${c.name}`] = median(t.reference) * 1e3;
+  const put = (name: string, ratios: number[]): void => {
+    const r = summarizeRatios(ratios);
+    const round3 = (v: number): number => Number(v.toFixed(3));
+    result[`${name}_${c.name}`] = r.median;
+    result[`${name}_${c.name}_iqr`] = [round3(r.q1), round3(r.q3)];
+    result[`${name}_${c.name}_ci95`] = r.ci95.map(round3);
   };
-  for (const k of ['fngd_reuse', 'sgd_engine', 'ngd', 'kfac']) ratio(k, 'sgd');
-  ratio('fngd_reuse', 'sgd_engine');
+  for (const k of ['fngd_reuse', 'sgd_engine', 'ngd', 'kfac']) put(`${k}_over_sgd`, t.ratios[k]!);
+  // Both bracketed by the same round's SGD blocks: their quotient is the coefficients' own cost.
+  put('fngd_reuse_over_sgd_engine', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.sgd_engine![i]!));
   result[`rounds_${c.name}`] = rounds;
   for (const r of Object.values(runs)) {
     r.opt.dispose();

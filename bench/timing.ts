@@ -25,6 +25,25 @@ export function timeIt(fn: () => void, n: number): number {
 /** Per-call seconds of every contender, one entry per timed round (rounds are aligned across contenders). */
 export type RoundSamples = Record<string, number[]>;
 
+/** A seeded shuffler (xorshift32: small and deterministic, enough for a handful of names). */
+function shuffler(seed: number): <T>(xs: readonly T[]) => T[] {
+  let state = seed >>> 0 || 1;
+  const random = (): number => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 2 ** 32;
+  };
+  return (xs) => {
+    const out = [...xs];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [out[i], out[j]] = [out[j]!, out[i]!];
+    }
+    return out;
+  };
+}
+
 /**
  * Runs each contender `iters` times per round, for `rounds` rounds after one warm-up round, in a
  * fresh random order every round (seeded, so reruns time the same schedule). Why shuffled: a
@@ -40,26 +59,81 @@ export async function interleaveRounds(
   const names = Object.keys(contenders);
   const samples: RoundSamples = {};
   for (const k of names) samples[k] = [];
-  let state = (o.seed ?? 1) >>> 0 || 1;
-  const random = (): number => {
-    // xorshift32: a small deterministic generator, enough for shuffling a handful of names.
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) / 2 ** 32;
-  };
+  const shuffle = shuffler(o.seed ?? 1);
   for (let r = -1; r < o.rounds; r++) {
-    const order = [...names];
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(random() * (i + 1));
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    for (const k of order) {
+    for (const k of shuffle(names)) {
       const secs = await contenders[k]!(o.iters);
       if (r >= 0) samples[k]!.push(secs / o.iters);
     }
   }
   return samples;
+}
+
+/**
+ * Times every contender against a reference that brackets it: each round (after a warm-up round)
+ * runs the reference, then each other contender in a fresh seeded order, each followed by the
+ * reference again. A contender's sample for the round is its time over the mean of the two reference
+ * blocks around it. Why: on a shared machine the step time drifts with the other tenants of the
+ * host (successive ResNet-20 steps correlate, r = 0.57 at lag 1, with a 10% spread), and the
+ * blocks right before and after cancel a drift that is linear over the bracket, which one reference
+ * block per round does not: for two identical SGD contenders the per-round spread of the ratio
+ * halved. Returns each contender's per-round ratios and every reference block's per-call seconds.
+ */
+export async function bracketedRatios(
+  contenders: Record<string, (iters: number) => number | Promise<number>>,
+  reference: string,
+  o: { rounds: number; iters: number; seed?: number },
+): Promise<{ ratios: RoundSamples; reference: number[] }> {
+  const ref = contenders[reference];
+  if (ref === undefined) throw new RangeError(`bracketedRatios: no contender named '${reference}'`);
+  const others = Object.keys(contenders).filter((k) => k !== reference);
+  const ratios: RoundSamples = {};
+  for (const k of others) ratios[k] = [];
+  const refTimes: number[] = [];
+  const shuffle = shuffler(o.seed ?? 1);
+  for (let r = -1; r < o.rounds; r++) {
+    let before = (await ref(o.iters)) / o.iters;
+    if (r >= 0) refTimes.push(before);
+    for (const k of shuffle(others)) {
+      const t = (await contenders[k]!(o.iters)) / o.iters;
+      const after = (await ref(o.iters)) / o.iters;
+      if (r >= 0) {
+        ratios[k]!.push(t / ((before + after) / 2));
+        refTimes.push(after);
+      }
+      before = after;
+    }
+  }
+  return { ratios, reference: refTimes };
+}
+
+/** The median of ratios, their interquartile range, and a 95% confidence interval of the median. */
+export interface RatioSummary {
+  median: number;
+  q1: number;
+  q3: number;
+  /**
+   * Distribution-free, from order statistics (Conover, Practical Nonparametric Statistics): the
+   * r-th and s-th smallest of n ratios, r = round(n/2 - 0.98 sqrt(n)), s = round(1 + n/2 + 0.98 sqrt(n)),
+   * clamped to the sample; the interquartile range says how much rounds differ, this how well the
+   * median itself is known.
+   */
+  ci95: [number, number];
+}
+
+export function summarizeRatios(ratios: readonly number[]): RatioSummary {
+  if (ratios.length === 0) throw new RangeError('summarizeRatios: no ratios');
+  const r = [...ratios].sort((x, y) => x - y);
+  const n = r.length;
+  const at = (q: number): number => {
+    const pos = q * (n - 1);
+    const lo = Math.floor(pos);
+    return r[lo]! + (r[Math.min(lo + 1, n - 1)]! - r[lo]!) * (pos - lo);
+  };
+  const half = 0.98 * Math.sqrt(n);
+  const lo = Math.min(n, Math.max(1, Math.round(n / 2 - half)));
+  const hi = Math.min(n, Math.max(1, Math.round(1 + n / 2 + half)));
+  return { median: median(r), q1: at(0.25), q3: at(0.75), ci95: [r[lo - 1]!, r[hi - 1]!] };
 }
 
 /** `interleaveRounds`, reduced to each contender's median per-call seconds. */
@@ -71,21 +145,6 @@ export async function interleave(
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(samples)) out[k] = median(v);
   return out;
-}
-
-/**
- * The ratio a / b paired by round: the median of a[r] / b[r] and its interquartile range. Pairing
- * cancels noise that hits both in one round (another tenant of the host, a thermal step).
- */
-export function pairedRatio(a: number[], b: number[]): { median: number; q1: number; q3: number } {
-  if (a.length !== b.length || a.length === 0) throw new RangeError(`pairedRatio: need equally many rounds, got ${a.length} and ${b.length}`);
-  const r = a.map((x, i) => x / b[i]!).sort((x, y) => x - y);
-  const at = (q: number): number => {
-    const pos = q * (r.length - 1);
-    const lo = Math.floor(pos);
-    return r[lo]! + (r[Math.min(lo + 1, r.length - 1)]! - r[lo]!) * (pos - lo);
-  };
-  return { median: median(r), q1: at(0.25), q3: at(0.75) };
 }
 
 export const PYTHON = process.env.FNGD_PYTHON ?? '/usr/bin/python3';

@@ -16,7 +16,7 @@ import { cuda } from '../src/tensor/index.js';
 import { demoOptimizers } from '../src/cli/demo.js';
 import { OPTIMIZERS } from '../src/cli/train.js';
 import type { Report } from '../src/report/report.js';
-import { interleaveRounds, pairedRatio } from '../bench/timing.js';
+import { bracketedRatios, interleaveRounds, summarizeRatios } from '../bench/timing.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const factory = new Set<string>(OPTIMIZERS);
@@ -192,7 +192,7 @@ test('loss curve: per-stretch means, times interpolated inside each epoch', () =
   assert.deepEqual(one[0], [0.05, 0.5, 2], 'the mean of steps 0-4');
 });
 
-test('timing: every round runs each contender once, in a seeded shuffled order; ratios pair rounds', async () => {
+test('timing: every round runs each contender once, in a seeded shuffled order', async () => {
   const schedule = async (seed: number): Promise<string[][]> => {
     const rounds: string[][] = [[]];
     const names = ['a', 'b', 'c', 'd'];
@@ -212,11 +212,61 @@ test('timing: every round runs each contender once, in a seeded shuffled order; 
   // Shuffled: every contender runs first in some round, and not always the same order.
   for (const k of ['a', 'b', 'c', 'd']) assert.ok(s1.some((r) => r[0] === k), `${k} runs first in some round`);
   assert.ok(new Set(s1.map((r) => r.join(''))).size > 3);
-  // Paired ratios: the median and quartiles of a[r] / b[r], round by round (drifting b).
-  const b = [1, 2, 3, 4, 5, 6, 7];
-  const factors = [1.1, 1.2, 1.3, 1.2, 1.1, 1.2, 1.3];
-  const r = pairedRatio(b.map((x, i) => x * factors[i]!), b);
-  assert.ok(Math.abs(r.median - 1.2) < 1e-12, `median of the per-round ratios: ${r.median}`);
+});
+
+test('timing: bracketed ratios cancel a linear drift; each round alternates the reference with shuffled contenders', async () => {
+  // A fake machine whose speed drifts: call c takes (1 + 0.05 c) units, times a per-contender factor.
+  const factor: Record<string, number> = { ref: 1, a: 1.2, b: 0.9, c: 1.5 };
+  const calls: string[] = [];
+  const contenders = Object.fromEntries(Object.keys(factor).map((k) => [k, (n: number): number => {
+    calls.push(k);
+    return n * factor[k]! * (1 + 0.05 * calls.length);
+  }]));
+  const t = await bracketedRatios(contenders, 'ref', { rounds: 6, iters: 2, seed: 3 });
+  for (const k of ['a', 'b', 'c']) {
+    assert.equal(t.ratios[k]!.length, 6);
+    for (const r of t.ratios[k]!) assert.ok(Math.abs(r - factor[k]!) < 1e-12, `${k}: ${r} against ${factor[k]}`);
+  }
+  assert.equal(t.reference.length, 6 * 4, 'a reference block before the first contender and after each');
+  // The schedule: ref x ref y ref z ref per round, a warm-up round first, orders shuffled.
+  const rounds = Array.from({ length: 7 }, (_, r) => calls.slice(r * 7, r * 7 + 7));
+  assert.equal(calls.length, 7 * 7);
+  for (const r of rounds) {
+    assert.deepEqual(r.filter((_, i) => i % 2 === 0), ['ref', 'ref', 'ref', 'ref']);
+    assert.deepEqual(r.filter((_, i) => i % 2 === 1).sort(), ['a', 'b', 'c']);
+  }
+  assert.ok(new Set(rounds.map((r) => r.join(' '))).size > 2, 'the order changes between rounds');
+  // What bracketing buys: against only the round's first reference block the drift biases the ratio.
+  const firstRef = (r: number, k: string): number => {
+    const start = (r + 1) * 7;
+    const i = calls.indexOf(k, start);
+    return (factor[k]! * (1 + 0.05 * (i + 1))) / (1 + 0.05 * (start + 1));
+  };
+  assert.ok(Math.abs(firstRef(0, 'c') - 1.5) > 0.01);
+  await assert.rejects(bracketedRatios(contenders, 'none', { rounds: 1, iters: 1 }), /no contender named 'none'/);
+});
+
+test('timing: ratio summaries give the median, quartiles and a 95% order-statistic interval of the median', () => {
+  const r = summarizeRatios([1.3, 1.1, 1.2, 1.2, 1.1, 1.3, 1.2]);
+  assert.ok(Math.abs(r.median - 1.2) < 1e-12, `median: ${r.median}`);
   assert.ok(Math.abs(r.q1 - 1.15) < 1e-12 && Math.abs(r.q3 - 1.25) < 1e-12, `interquartile range: ${r.q1}, ${r.q3}`);
-  assert.throws(() => pairedRatio([1], [1, 2]), /equally many rounds/);
+  // Conover's worked example: for n = 100 the interval runs from the 40th to the 61st smallest.
+  const hundred = Array.from({ length: 100 }, (_, i) => ((i * 37) % 100) + 1);
+  assert.deepEqual(summarizeRatios(hundred).ci95, [40, 61]);
+  // Coverage, from the binomial law: the median lies between the r-th and s-th smallest of n unless
+  // fewer than r or at least s samples fall below it, X ~ Binomial(n, 1/2).
+  const binom = (n: number, k: number): number => {
+    let c = 1;
+    for (let i = 1; i <= k; i++) c = (c * (n - k + i)) / i;
+    return c / 2 ** n;
+  };
+  for (const n of [10, 20, 30, 41, 60]) {
+    const xs = Array.from({ length: n }, (_, i) => i + 1);
+    const [lo, hi] = summarizeRatios(xs).ci95;
+    let cover = 0;
+    for (let k = lo; k <= hi - 1; k++) cover += binom(n, k);
+    assert.ok(cover >= 0.94 && cover < 0.995, `n = ${n}: ranks ${lo}..${hi} cover ${cover.toFixed(4)}`);
+  }
+  assert.deepEqual(summarizeRatios([2]).ci95, [2, 2]);
+  assert.throws(() => summarizeRatios([]), /no ratios/);
 });
