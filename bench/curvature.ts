@@ -23,15 +23,11 @@ import { crossEntropyPerSample, mlp, resnetSmall, type Module } from '../src/nn/
 import { SGD } from '../src/optim/sgd.js';
 import { CurvatureEngine, layerGram, solveCoefficients, type Capture } from '../src/curvature/index.js';
 import { getNumThreads, keep, manualSeed, rand, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
-import { interleave, median, report } from './timing.js';
+import { interleave, median, positiveFlag, report } from './timing.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const quick = argv.includes('--quick');
-const arg = (name: string, dflt: number): number => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
-};
 const B = 128;
 const LAMBDA = 1e-3;
 
@@ -158,7 +154,7 @@ function childPeak(name: ModelName, variant: string): { baseKb: number; maxKb: n
 }
 
 // ---- main ---------------------------------------------------------------------------------------
-const rounds = arg('--rounds', quick ? 3 : 7);
+const rounds = positiveFlag(argv, 'rounds', 'bench:curvature') ?? (quick ? 3 : 7);
 const mlpS = setup('mlp');
 const resS = setup('resnet');
 const gramSecs: Record<ModelName, number[]> = { mlp: [], resnet: [] };

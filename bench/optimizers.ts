@@ -20,19 +20,12 @@ import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/i
 import { CurvatureEngine } from '../src/curvature/index.js';
 import { FNGD, KFAC, NGD, SGD, type Optimizer, type SGDOptions, type StepInput, type StepStats } from '../src/optim/index.js';
 import { full, getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
-import { bracketedRatios, flag, median, report, summarizeRatios } from './timing.js';
+import { bracketedRatios, flag, median, positiveFlag, report, summarizeRatios } from './timing.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
-const positive = (name: string): number | null => {
-  const v = flag(argv, name);
-  if (v === undefined) return null;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`bench:optimizers: --${name} must be a positive integer, got '${v}'`);
-  return n;
-};
-const roundsFlag = positive('rounds');
-const itersFlag = positive('iters');
+const roundsFlag = positiveFlag(argv, 'rounds', 'bench:optimizers');
+const itersFlag = positiveFlag(argv, 'iters', 'bench:optimizers');
 const onlyCase = flag(argv, 'case') ?? null;
 /** KFAC's per-round block: one factor update (every 10 steps) in every block. */
 const KFAC_BLOCK = 10;

@@ -4,11 +4,11 @@
 import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
 import { getNumThreads, keep, manualSeed, randint, randn, scope } from '../src/tensor/index.js';
-import { PythonWorker, interleave, pythonTorchVersion, report } from './timing.js';
+import { PythonWorker, interleave, positiveFlag, pythonTorchVersion, report } from './timing.js';
 
-const json = process.argv.includes('--json');
-const roundsArg = process.argv.indexOf('--rounds');
-const rounds = roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : 5;
+const argv = process.argv.slice(2);
+const json = argv.includes('--json');
+const rounds = positiveFlag(argv, 'rounds', 'bench:step') ?? 5;
 const threads = getNumThreads();
 const B = 128;
 // A tiny learning rate: full work per step, but no memorizing of the fixed batch (which drives

@@ -9,10 +9,22 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** `--name value` from argv (undefined when absent). */
+/** `--name value` from argv (undefined when absent; a flag without its value is an error). */
 export function flag(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
+  if (i < 0) return undefined;
+  const v = argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new RangeError(`--${name} needs a value`);
+  return v;
+}
+
+/** `--name N` as a positive integer (undefined when absent); anything else is an error naming the flag. */
+export function positiveFlag(argv: string[], name: string, owner: string): number | undefined {
+  const v = flag(argv, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`${owner}: --${name} must be a positive integer, got '${v}'`);
+  return n;
 }
 
 /** Seconds taken by `n` calls of `fn`. */

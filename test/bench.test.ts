@@ -16,7 +16,7 @@ import { cuda } from '../src/tensor/index.js';
 import { demoOptimizers } from '../src/cli/demo.js';
 import { OPTIMIZERS } from '../src/cli/train.js';
 import type { Report } from '../src/report/report.js';
-import { bracketedRatios, interleaveRounds, summarizeRatios } from '../bench/timing.js';
+import { bracketedRatios, interleaveRounds, positiveFlag, summarizeRatios } from '../bench/timing.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const factory = new Set<string>(OPTIMIZERS);
@@ -269,4 +269,14 @@ test('timing: ratio summaries give the median, quartiles and a 95% order-statist
   }
   assert.deepEqual(summarizeRatios([2]).ci95, [2, 2]);
   assert.throws(() => summarizeRatios([]), /no ratios/);
+});
+
+test('timing: benchmark flags are read as positive integers, and a bad value names the flag', () => {
+  assert.equal(positiveFlag(['--json'], 'rounds', 'bench:x'), undefined);
+  assert.equal(positiveFlag(['--rounds', '12', '--json'], 'rounds', 'bench:x'), 12);
+  for (const bad of ['0', '-2', '1.5', 'many']) {
+    assert.throws(() => positiveFlag(['--rounds', bad], 'rounds', 'bench:x'), new RegExp(`bench:x: --rounds must be a positive integer, got '${bad}'`));
+  }
+  assert.throws(() => positiveFlag(['--rounds'], 'rounds', 'bench:x'), /--rounds needs a value/);
+  assert.throws(() => positiveFlag(['--rounds', '--json'], 'rounds', 'bench:x'), /--rounds needs a value/);
 });
