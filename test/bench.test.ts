@@ -250,7 +250,7 @@ test('timing: ratio summaries give the median, quartiles and a 95% order-statist
   const r = summarizeRatios([1.3, 1.1, 1.2, 1.2, 1.1, 1.3, 1.2]);
   assert.ok(Math.abs(r.median - 1.2) < 1e-12, `median: ${r.median}`);
   assert.ok(Math.abs(r.q1 - 1.15) < 1e-12 && Math.abs(r.q3 - 1.25) < 1e-12, `interquartile range: ${r.q1}, ${r.q3}`);
-  // Conover's worked example: for n = 100 the interval runs from the 40th to the 61st smallest.
+  // The large-sample ranks for n = 100: from the 40th to the 61st smallest.
   const hundred = Array.from({ length: 100 }, (_, i) => ((i * 37) % 100) + 1);
   assert.deepEqual(summarizeRatios(hundred).ci95, [40, 61]);
   // Coverage, from the binomial law: the median lies between the r-th and s-th smallest of n unless
