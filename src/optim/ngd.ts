@@ -118,6 +118,10 @@ export class NGD extends SGD {
    * batch's last use of the capture: it is consumed (output gradients scaled in place, then freed).
    */
   protected writeDirection(cap: Capture, c: Coefficients): void {
+    // Global coefficients also go through the capture, although one backward of sum_i alpha_i l_i
+    // (engine.writeGlobalWeightedGradients) would give the covered layers the same sum: that backward
+    // would weight the uncovered parameters' gradients by alpha too, and an FNGD reuse step would
+    // then no longer equal the NGD step it replays.
     if (c.groups.length === 1 && c.groups[0] === '*') {
       cap.writeWeightedGradients(c.alpha.select(0, 0), { consume: true });
     } else {
