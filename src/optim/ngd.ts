@@ -119,9 +119,9 @@ export class NGD extends SGD {
    */
   protected writeDirection(cap: Capture, c: Coefficients): void {
     // Global coefficients also go through the capture, although one backward of sum_i alpha_i l_i
-    // (engine.writeGlobalWeightedGradients) would give the covered layers the same sum: that backward
-    // would weight the uncovered parameters' gradients by alpha too, and an FNGD reuse step would
-    // then no longer equal the NGD step it replays.
+    // (engine.writeGlobalWeightedGradients) gives the covered layers the same sum (up to BatchNorm's
+    // coupling of samples): it would weight the uncovered parameters' gradients by alpha too, and an
+    // FNGD reuse step would then no longer equal the NGD step it replays.
     if (c.groups.length === 1 && c.groups[0] === '*') {
       cap.writeWeightedGradients(c.alpha.select(0, 0), { consume: true });
     } else {
