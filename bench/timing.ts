@@ -89,18 +89,23 @@ export async function interleaveRounds(
  * host (successive ResNet-20 steps correlate, r = 0.57 at lag 1, with a 10% spread), and the
  * blocks right before and after cancel a drift that is linear over the bracket, which one reference
  * block per round does not: for two identical SGD contenders the per-round spread of the ratio
- * halved. Returns each contender's per-round ratios and every reference block's per-call seconds.
+ * halved. Returns each contender's per-round ratios and per-call seconds, and every reference
+ * block's per-call seconds.
  */
 export async function bracketedRatios(
   contenders: Record<string, (iters: number) => number | Promise<number>>,
   reference: string,
   o: { rounds: number; iters: number; seed?: number },
-): Promise<{ ratios: RoundSamples; reference: number[] }> {
+): Promise<{ ratios: RoundSamples; times: RoundSamples; reference: number[] }> {
   const ref = contenders[reference];
   if (ref === undefined) throw new RangeError(`bracketedRatios: no contender named '${reference}'`);
   const others = Object.keys(contenders).filter((k) => k !== reference);
   const ratios: RoundSamples = {};
-  for (const k of others) ratios[k] = [];
+  const times: RoundSamples = {};
+  for (const k of others) {
+    ratios[k] = [];
+    times[k] = [];
+  }
   const refTimes: number[] = [];
   const shuffle = shuffler(o.seed ?? 1);
   for (let r = -1; r < o.rounds; r++) {
@@ -111,12 +116,13 @@ export async function bracketedRatios(
       const after = (await ref(o.iters)) / o.iters;
       if (r >= 0) {
         ratios[k]!.push(t / ((before + after) / 2));
+        times[k]!.push(t);
         refTimes.push(after);
       }
       before = after;
     }
   }
-  return { ratios, reference: refTimes };
+  return { ratios, times, reference: refTimes };
 }
 
 /** The median of ratios, their interquartile range, and a 95% confidence interval of the median. */

@@ -43,6 +43,8 @@ test('bench --suite smoke writes report.json, report.md, plots and run logs; --f
     assert.ok(report.machine.cpus >= 1 && report.machine.torch.length > 0 && report.machine.date.length > 0);
     assert.deepEqual(report.runs.map((x) => x.optimizer), runnable);
     assert.deepEqual(report.timings.map((x) => x.optimizer), runnable);
+    // SGD is timed too, so every other step is bracketed by SGD steps.
+    for (const t of report.timings) assert.ok(t.over_sgd !== undefined && t.over_sgd > 0 && (t.optimizer !== 'sgd' || t.over_sgd === 1), `${t.optimizer}: ${t.over_sgd}`);
     for (const run of report.runs) {
       assert.equal(run.status, 'done', run.error);
       assert.equal(run.epochs.length, 2);
@@ -55,6 +57,8 @@ test('bench --suite smoke writes report.json, report.md, plots and run logs; --f
     }
     const sgd = report.summary[0]!.optimizers.find((o) => o.optimizer === 'sgd')!;
     assert.equal(sgd.step_ratio_to_sgd, 1);
+    const fngdRow = report.summary[0]!.optimizers.find((o) => o.optimizer === 'fngd')!;
+    assert.equal(fngdRow.step_ratio_to_sgd, report.timings.find((t) => t.optimizer === 'fngd')!.over_sgd);
     assert.ok(sgd.train_step_ms_first_epoch && sgd.train_step_ms_later);
     const md = readFileSync(join(dir, 'report.md'), 'utf8');
     assert.match(md, /^# fngd benchmark report: smoke suite/);
@@ -228,6 +232,7 @@ test('timing: bracketed ratios cancel a linear drift; each round alternates the 
     for (const r of t.ratios[k]!) assert.ok(Math.abs(r - factor[k]!) < 1e-12, `${k}: ${r} against ${factor[k]}`);
   }
   assert.equal(t.reference.length, 6 * 4, 'a reference block before the first contender and after each');
+  for (const k of ['a', 'b', 'c']) assert.equal(t.times[k]!.length, 6);
   // The schedule: ref x ref y ref z ref per round, a warm-up round first, orders shuffled.
   const rounds = Array.from({ length: 7 }, (_, r) => calls.slice(r * 7, r * 7 + 7));
   assert.equal(calls.length, 7 * 7);

@@ -45,6 +45,21 @@ test('summary: medians, spreads, targets, ratios and comparisons from the fixed 
   assert.deepEqual(r.skipped.map((s) => s.optimizer), ['ief', 'ief']);
 });
 
+test('step / SGD: the bracketed ratio when the timing has one, else the ratio of medians (older reports)', () => {
+  const bracketed: ReportInput = {
+    ...input,
+    timings: input.timings.map((t) => (t.task === 'mnist-mlp' ? { ...t, over_sgd: t.optimizer === 'sgd' ? 1 : 0.97 } : t)),
+  };
+  const r = buildReport(bracketed);
+  const rows = (task: string): Map<string, number | null> => new Map(r.summary.find((s) => s.task === task)!.optimizers.map((o) => [o.optimizer, o.step_ratio_to_sgd]));
+  assert.equal(rows('mnist-mlp').get('fngd'), 0.97);
+  assert.equal(rows('mnist-mlp').get('sgd'), 1);
+  const cifarMs = new Map(input.timings.filter((t) => t.task === 'cifar10-resnet').map((t) => [t.optimizer, t.step_ms]));
+  assert.equal(rows('cifar10-resnet').get('fngd'), cifarMs.get('fngd')! / cifarMs.get('sgd')!);
+  assert.match(renderMarkdown(r), /"Step \/ SGD" is the median over rounds of a step's time over the mean of the SGD steps timed just before and after it\./);
+  assert.match(renderMarkdown(buildReport(input)), /"Step \/ SGD" is the ratio of the two medians\./);
+});
+
 test('markdown: exact table rows and comparison lines', () => {
   const md = renderMarkdown(buildReport(input));
   const lines = md.split('\n');

@@ -8,7 +8,7 @@ import { availableParallelism, cpus, arch, release, type } from 'node:os';
 import { basename, join } from 'node:path';
 import { OPTIMIZER_TABLE, hyperFor } from '../../bench/hyper.js';
 import { SUITES, SUITE_OPTIMIZERS, estimateSeconds, getSuite, type SuiteName } from '../../bench/suites.js';
-import { interleave } from '../../bench/timing.js';
+import { bracketedRatios, interleave, median } from '../../bench/timing.js';
 import { DataError, disposeBatch, type BaseBatch } from '../data/index.js';
 import type { Optimizer } from '../optim/index.js';
 import {
@@ -133,8 +133,15 @@ export async function timeSteps(cfg: TaskConfig, names: string[], o: { dataDir?:
         return (performance.now() - t0) / 1000;
       }];
     }));
-    const t = await interleave(contenders, cfg.timing);
-    return names.map((name) => ({ task: cfg.task, optimizer: name, step_ms: round(t[name]! * 1000, 4) }));
+    if (!names.includes('sgd') || names.length === 1) {
+      const t = await interleave(contenders, cfg.timing);
+      return names.map((name) => ({ task: cfg.task, optimizer: name, step_ms: round(t[name]! * 1000, 4) }));
+    }
+    // With SGD among them, every other step is bracketed by SGD steps: "step / SGD" without drift.
+    const t = await bracketedRatios(contenders, 'sgd', cfg.timing);
+    return names.map((name) => name === 'sgd'
+      ? { task: cfg.task, optimizer: name, step_ms: round(median(t.reference) * 1000, 4), over_sgd: 1 }
+      : { task: cfg.task, optimizer: name, step_ms: round(median(t.times[name]!) * 1000, 4), over_sgd: round(median(t.ratios[name]!), 4) });
   } finally {
     if (batch) disposeBatch(batch);
     for (const c of cs) {

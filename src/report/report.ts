@@ -89,6 +89,11 @@ export interface StepTiming {
   optimizer: string;
   /** Median over rounds of the per-step time, milliseconds. */
   step_ms: number;
+  /**
+   * Median over rounds of the step time over the mean of the SGD blocks just before and after it
+   * (bench/timing.ts, bracketedRatios), when SGD was timed too; reports from before it existed lack it.
+   */
+  over_sgd?: number;
 }
 
 export interface Skipped {
@@ -228,7 +233,9 @@ function ratio(a: number | null | undefined, b: number | null | undefined): numb
 }
 
 function summarize(cfg: TaskConfig, runs: RunResult[], timings: StepTiming[], optimizers: string[]): TaskSummary {
-  const stepMs = new Map(timings.filter((t) => t.task === cfg.task).map((t) => [t.optimizer, t.step_ms]));
+  const mine = timings.filter((t) => t.task === cfg.task);
+  const stepMs = new Map(mine.map((t) => [t.optimizer, t.step_ms]));
+  const overSgd = new Map(mine.filter((t) => t.over_sgd !== undefined).map((t) => [t.optimizer, t.over_sgd!]));
   const sgdMs = stepMs.get('sgd') ?? null;
   const names = optimizers.filter((o) => runs.some((r) => r.optimizer === o) || stepMs.has(o));
   const rows = names.map((name): OptimizerSummary => {
@@ -247,7 +254,7 @@ function summarize(cfg: TaskConfig, runs: RunResult[], timings: StepTiming[], op
       final_train_loss: stat(done.map((r) => r.epochs.at(-1)!.train_loss)),
       train_time_s: stat(done.map((r) => r.epochs.at(-1)!.train_time)),
       step_ms: stepMs.get(name) ?? null,
-      step_ratio_to_sgd: ratio(stepMs.get(name), sgdMs),
+      step_ratio_to_sgd: overSgd.get(name) ?? ratio(stepMs.get(name), sgdMs),
       train_step_ms_first_epoch: stat(done.map((r) => perStep(r.epochs.slice(0, 1), 0, r))),
       train_step_ms_later: stat(done.filter((r) => r.epochs.length > 1).map((r) => perStep(r.epochs.slice(1), r.epochs[0]!.train_time, r))),
     };
@@ -355,7 +362,11 @@ export function renderMarkdown(r: Report): string {
   lines.push('Values are medians over seeds, with [min, max] when the seeds differ. Times count training only',
     '(evaluation excluded). "Step" is the median step time of an interleaved measurement: every',
     'optimizer stepping on the same fixed batch in turns, warmed up with one first-epoch step and timed',
-    'in the second epoch (so FNGD reuses its stored coefficients). "Train step" is the mean inside the',
+    'in the second epoch (so FNGD reuses its stored coefficients).',
+    r.timings.some((t) => t.over_sgd !== undefined)
+      ? '"Step / SGD" is the median over rounds of a step\'s time over the mean of the SGD steps timed just before and after it.'
+      : '"Step / SGD" is the ratio of the two medians.',
+    '"Train step" is the mean inside the',
     'training runs, in the first epoch and in the epochs after it. A run that misses the target counts',
     'as infinitely slow: a dash means half or more of the seeds missed it.', '');
 
