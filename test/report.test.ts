@@ -56,7 +56,7 @@ test('step / SGD: the bracketed ratio when the timing has one, else the ratio of
   assert.equal(rows('mnist-mlp').get('sgd'), 1);
   const cifarMs = new Map(input.timings.filter((t) => t.task === 'cifar10-resnet').map((t) => [t.optimizer, t.step_ms]));
   assert.equal(rows('cifar10-resnet').get('fngd'), cifarMs.get('fngd')! / cifarMs.get('sgd')!);
-  assert.match(renderMarkdown(r), /"Step \/ SGD" is the median over rounds of a step's time over the mean of the SGD steps timed just before and after it\./);
+  assert.match(renderMarkdown(r), /"Step \/ SGD" is the median over rounds of a step's time over the mean of the SGD steps timed\njust before and after it\./);
   assert.match(renderMarkdown(buildReport(input)), /"Step \/ SGD" is the ratio of the two medians\./);
 });
 

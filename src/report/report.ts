@@ -363,12 +363,13 @@ export function renderMarkdown(r: Report): string {
     '(evaluation excluded). "Step" is the median step time of an interleaved measurement: every',
     'optimizer stepping on the same fixed batch in turns, warmed up with one first-epoch step and timed',
     'in the second epoch (so FNGD reuses its stored coefficients).',
-    r.timings.some((t) => t.over_sgd !== undefined)
-      ? '"Step / SGD" is the median over rounds of a step\'s time over the mean of the SGD steps timed just before and after it.'
-      : '"Step / SGD" is the ratio of the two medians.',
-    '"Train step" is the mean inside the',
-    'training runs, in the first epoch and in the epochs after it. A run that misses the target counts',
-    'as infinitely slow: a dash means half or more of the seeds missed it.', '');
+    // Reports made before steps were bracketed by SGD steps have no over_sgd: say which ratio is shown.
+    ...(r.timings.some((t) => t.over_sgd !== undefined)
+      ? ['"Step / SGD" is the median over rounds of a step\'s time over the mean of the SGD steps timed', 'just before and after it.']
+      : ['"Step / SGD" is the ratio of the two medians.']),
+    '"Train step" is the mean inside the training runs, in the first epoch and in the epochs after it.',
+    'A run that misses the target counts as infinitely slow: a dash means half or more of the seeds',
+    'missed it.', '');
 
   for (const s of r.summary) {
     const cfg = r.suite.tasks.find((t) => t.task === s.task)!;
