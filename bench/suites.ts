@@ -96,10 +96,12 @@ const EVAL_SIZE: Record<TaskName, number> = {
 };
 /**
  * Step cost relative to SGD, [first epoch, later epochs], for planning: the interleaved "step / SGD"
- * of the quick suite on an idle 2-core machine (2026-11-26 16:23, docs/bench-quick: adamw 0.97-1.26,
- * kfac 0.92-4.76 (MNIST the worst), ngd 1.43-1.83, fngd reusing 0.85-1.22), rounded up with a margin
- * for a loaded machine; FNGD's first epoch is an NGD epoch. KFAC's factor and inverse updates (every
- * 10 and 100 steps) come on top. Unknown optimizers count as 3.
+ * of the quick suite on an idle 2-core machine (2026-11-26 16:23: adamw 0.97-1.26, kfac 0.92-4.76
+ * (MNIST the worst), ngd 1.43-1.83, fngd reusing 0.85-1.22; the 21:02 rerun in docs/bench-quick,
+ * bracketed and with KFAC over whole factor periods: adamw 0.91-1.09, kfac 1.82-5.04, ngd 1.48-1.72,
+ * fngd 0.89-1.02), rounded up with a margin for a loaded machine; FNGD's first epoch is an NGD
+ * epoch. KFAC's factor and inverse updates (every 10 and 100 steps) come on top. Unknown optimizers
+ * count as 3.
  */
 export const STEP_COST: Record<string, [number, number]> = {
   sgd: [1, 1], adamw: [1.3, 1.3], kfac: [5, 5], ngd: [2, 2], fngd: [2, 1.3],
