@@ -15,20 +15,19 @@
 //   kfac        a KFAC step with its default cadence: factor updates every 10 steps are inside
 //               the timed rounds (whole multiples of 10 steps); the inverses (every 100 steps)
 //               fall in the warm-up round, so their amortized cost is not in this ratio; KFAC's
-//               block is always 10 steps (one factor update), its time per step as for the others
+//               block is whole multiples of its `costPeriod` (10 steps: one factor update per
+//               block), its time per step as for the others
 import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
 import { CurvatureEngine } from '../src/curvature/index.js';
 import { FNGD, KFAC, NGD, SGD, type Optimizer, type SGDOptions, type StepInput, type StepStats } from '../src/optim/index.js';
 import { full, getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
-import { bracketedRatios, flag, median, positiveFlag, report, summarizeRatios } from './timing.js';
+import { bracketedRatios, flag, median, positiveFlag, report, summarizeRatios, timeWholePeriods } from './timing.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const roundsFlag = positiveFlag(argv, 'rounds', 'bench:optimizers');
 const itersFlag = positiveFlag(argv, 'iters', 'bench:optimizers');
 const onlyCase = flag(argv, 'case') ?? null;
-/** KFAC's per-round block: one factor update (every 10 steps) in every block. */
-const KFAC_BLOCK = 10;
 const B = 128;
 // A tiny learning rate: every method does its full work, but the model cannot memorize the fixed
 // batch; a memorized batch drives gradients into denormal floats, which run 10x slower on a CPU.
@@ -87,12 +86,7 @@ for (const c of cases) {
   step(runs.fngd_reuse, 0); // fills the store: every later call is a reuse step
   const contenders: Record<string, (n: number) => number> = {};
   for (const [k, r] of Object.entries(runs)) {
-    contenders[k] = (n) => {
-      const steps = k === 'kfac' ? KFAC_BLOCK : n;
-      const t0 = performance.now();
-      for (let i = 0; i < steps; i++) step(r, k === 'fngd_reuse' ? 1 : 0);
-      return ((performance.now() - t0) / 1000) * (n / steps);
-    };
+    contenders[k] = (n) => timeWholePeriods(n, r.opt.costPeriod, () => step(r, k === 'fngd_reuse' ? 1 : 0));
   }
   const rounds = roundsFlag ?? c.rounds;
   const t = await bracketedRatios(contenders, 'sgd', { rounds, iters: itersFlag ?? c.iters });

@@ -27,6 +27,18 @@ export function positiveFlag(argv: string[], name: string, owner: string): numbe
   return n;
 }
 
+/**
+ * Seconds that `iters` steps take, measured over whole periods of `period` steps (an optimizer's
+ * `costPeriod`) and scaled to `iters`: a step whose cost repeats every `period` steps is timed over
+ * full cycles, never over a block that misses or repeats the costly one.
+ */
+export function timeWholePeriods(iters: number, period: number, step: () => void): number {
+  const steps = Math.ceil(iters / period) * period;
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) step();
+  return ((performance.now() - t0) / 1000) * (iters / steps);
+}
+
 /** Seconds taken by `n` calls of `fn`. */
 export function timeIt(fn: () => void, n: number): number {
   const t0 = process.hrtime.bigint();

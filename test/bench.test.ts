@@ -16,7 +16,7 @@ import { cuda } from '../src/tensor/index.js';
 import { demoOptimizers } from '../src/cli/demo.js';
 import { OPTIMIZERS } from '../src/cli/train.js';
 import type { Report } from '../src/report/report.js';
-import { bracketedRatios, interleaveRounds, positiveFlag, summarizeRatios } from '../bench/timing.js';
+import { bracketedRatios, interleaveRounds, positiveFlag, summarizeRatios, timeWholePeriods } from '../bench/timing.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const factory = new Set<string>(OPTIMIZERS);
@@ -284,4 +284,13 @@ test('timing: benchmark flags are read as positive integers, and a bad value nam
   }
   assert.throws(() => positiveFlag(['--rounds'], 'rounds', 'bench:x'), /--rounds needs a value/);
   assert.throws(() => positiveFlag(['--rounds', '--json'], 'rounds', 'bench:x'), /--rounds needs a value/);
+});
+
+test('timing: whole cost periods: a short block still covers one full period, scaled back to its steps', () => {
+  for (const [iters, period, runs] of [[1, 10, 10], [2, 10, 10], [15, 10, 20], [3, 1, 3]] as const) {
+    let n = 0;
+    const secs = timeWholePeriods(iters, period, () => { n++; });
+    assert.equal(n, runs, `${iters} steps with period ${period}`);
+    assert.ok(secs >= 0 && Number.isFinite(secs));
+  }
 });

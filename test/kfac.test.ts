@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cat, einsum, eye, F, grad, linalg, liveTensors, manualSeed, noGrad, randn, scope, tensor, zeros, type Tensor } from '../src/tensor/index.js';
 import { Conv2d, crossEntropyPerSample, Embedding, LayerNorm, Linear, Module } from '../src/nn/index.js';
-import { KFAC, type KFACOptions, type StepStats } from '../src/optim/index.js';
+import { KFAC, SGD, type KFACOptions, type StepStats } from '../src/optim/index.js';
 import { assertRelClose as close, leakCheck, relErr } from './helpers.js';
 
 const f64 = { dtype: 'float64' as const };
@@ -301,5 +301,18 @@ test('options are validated', () => {
   const other = new Linear(2, 2, f64);
   assert.throws(() => new KFAC(model, { lr: 0.1, params: other.parameters() }), /not a parameter of the model/);
   other.dispose();
+  model.dispose();
+});
+
+test('cost period: KFAC\'s step cost repeats with its factor updates (benchmarks time whole periods)', () => {
+  manualSeed(7);
+  const model = new Mlp();
+  const k = new KFAC(model, { lr: 0.1, covUpdateEvery: 7 });
+  assert.equal(k.costPeriod, 7);
+  k.dispose();
+  const d = new KFAC(model, { lr: 0.1 });
+  assert.equal(d.costPeriod, 10, 'the default factor interval');
+  d.dispose();
+  assert.equal(new SGD(model.parameters(), { lr: 0.1 }).costPeriod, 1, 'a first-order step costs the same every time');
   model.dispose();
 });

@@ -8,9 +8,9 @@ import { availableParallelism, cpus, arch, release, type } from 'node:os';
 import { basename, join } from 'node:path';
 import { OPTIMIZER_TABLE, hyperFor } from '../../bench/hyper.js';
 import { SUITES, SUITE_OPTIMIZERS, estimateSeconds, getSuite, type SuiteName } from '../../bench/suites.js';
-import { bracketedRatios, interleave, median } from '../../bench/timing.js';
+import { bracketedRatios, interleave, median, timeWholePeriods } from '../../bench/timing.js';
 import { DataError, disposeBatch, type BaseBatch } from '../data/index.js';
-import { KFAC, type Optimizer } from '../optim/index.js';
+import type { Optimizer } from '../optim/index.js';
 import {
   buildReport, renderMarkdown, renderPlots, stringifyReport,
   type MachineInfo, type Report, type ReportInput, type RunEpoch, type RunResult, type Skipped, type StepTiming, type TaskConfig,
@@ -125,16 +125,13 @@ export async function timeSteps(cfg: TaskConfig, names: string[], o: { dataDir?:
     const b = batch;
     const contenders = Object.fromEntries(cs.map(({ name, task, opt }) => {
       let warm = true;
-      // KFAC's step cost repeats every covUpdateEvery steps (its factor update): time it over whole
-      // periods, or a short block would miss the update and show KFAC as cheap as SGD.
-      const period = opt instanceof KFAC ? opt.covUpdateEvery : 1;
       return [name, (iters: number): number => {
         const epoch = warm ? 0 : 1;
         warm = false;
-        const steps = Math.ceil(iters / period) * period;
-        const t0 = performance.now();
-        for (let i = 0; i < steps; i++) scope(() => { opt.step({ perSampleLoss: task.perSampleLoss(b), sampleIds: b.ids, epoch, batchIndex: 0 }); });
-        return ((performance.now() - t0) / 1000) * (iters / steps);
+        // Whole cost periods (KFAC: its factor update), or a short block shows KFAC as cheap as SGD.
+        return timeWholePeriods(iters, opt.costPeriod, () => scope(() => {
+          opt.step({ perSampleLoss: task.perSampleLoss(b), sampleIds: b.ids, epoch, batchIndex: 0 });
+        }));
       }];
     }));
     if (!names.includes('sgd') || names.length === 1) {

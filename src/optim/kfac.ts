@@ -114,6 +114,11 @@ export class KFAC extends SGD {
     return [...this.#fallback];
   }
 
+  /** The factor update every covUpdateEvery steps; the rarer inverses (invUpdateEvery) are left out. */
+  override get costPeriod(): number {
+    return this.covUpdateEvery;
+  }
+
   protected override computeGradients(input: StepInput, loss: number): StepStats {
     if (!Number.isFinite(loss)) {
       this.engine.clear();

@@ -140,6 +140,15 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
    */
   protected abstract updateParam(p: Tensor, grad: Tensor, state: ParamState, group: ParamGroup<H>): void;
 
+  /**
+   * Steps after which this optimizer's per-step cost repeats (1: every step costs the same; KFAC:
+   * its factor-update interval). Benchmarks time whole periods, so that a periodic update is neither
+   * missed by a short timing block nor counted in every one.
+   */
+  get costPeriod(): number {
+    return 1;
+  }
+
   /** Every parameter, in group order (the numbering used by state dicts). */
   get params(): Tensor[] {
     return this.paramGroups.flatMap((g) => g.params);
