@@ -71,12 +71,13 @@ export function solveCoefficientsEx(K: Tensor, lambda: number, o: SolveOptions =
 
 /**
  * One solve per group for a stack of Grams K [G, B, B] (NGD's layers), with per-group shifts
- * `shift` [G] added to the diagonals (lambda B of each group): alpha [G, B] = (K_g + shift_g I)^-1 1.
+ * `shift` [G] added to the diagonals (lambda B of each group): alpha [G, B] = (K_g + shift_g I)^-1 r_g,
+ * r = `rhs` [G, B] (default ones: NGD's).
  * The fast path is one batched Cholesky and one batched triangular solve with a single check at the
  * end (no host round trip per group); a group whose factorization fails or whose result is not
  * finite is solved again by `solveCoefficientsEx`, with its jitter retries and error messages.
  */
-export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: Omit<SolveOptions, 'rhs'> = {}): { alpha: Tensor; jitter: number } {
+export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: SolveOptions = {}): { alpha: Tensor; jitter: number } {
   if (K.dim !== 3 || K.size(1) !== K.size(2)) throw new RangeError(`solveCoefficientsBatched: K must be [G, B, B], got [${K.shape}]`);
   const [g, b] = [K.size(0), K.size(1)];
   if (shift.dim !== 1 || shift.size(0) !== g) throw new RangeError(`solveCoefficientsBatched: shift must be [${g}], got [${shift.shape}]`);
@@ -85,11 +86,13 @@ export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: Omit<Solve
     const K64 = K.detach().to({ dtype: 'float64', device: dev });
     const s64 = shift.detach().to({ dtype: 'float64', device: dev });
     const M = K64.add(eye(b, { dtype: 'float64', device: dev }).mul(s64.view(g, 1, 1)));
+    const r = o.rhs === undefined ? ones([g, b], { dtype: 'float64', device: dev }) : o.rhs.detach().to({ dtype: 'float64', device: dev });
+    if (r.dim !== 2 || r.size(0) !== g || r.size(1) !== b) throw new RangeError(`solveCoefficientsBatched: rhs must be [${g}, ${b}], got [${r.shape}]`);
     const { L, info } = choleskyEx(M);
-    const x = choleskySolve(ones([g, b, 1], { dtype: 'float64', device: dev }), L).squeeze(2);
+    const x = choleskySolve(r.unsqueeze(2), L).squeeze(2);
     // Per group: a failed factorization, a non-finite coefficient, or a non-finite entry anywhere in
     // K (Cholesky reads one triangle only; a sum is finite iff every entry is, barring overflow).
-    const finite = x.sum(1).add(K64.sum([1, 2])).add(s64).isfinite();
+    const finite = x.sum(1).add(K64.sum([1, 2])).add(s64).add(r.sum(1)).isfinite();
     const bad = callOp('aten::logical_or', info.ne(0), callOp('aten::logical_not', finite) as Tensor) as Tensor;
     if (!(callOp('aten::any', bad) as Tensor).item()) return { alpha: x, jitter: 0 };
     const flags = bad.to({ dtype: 'uint8', device: 'cpu' }).data() as Uint8Array;
@@ -98,9 +101,9 @@ export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: Omit<Solve
     const rows = Array.from({ length: g }, (_, i) => {
       if (!flags[i]) return x.select(0, i);
       // shift = lambda B: hand solveCoefficientsEx the lambda that gives it.
-      const r = solveCoefficientsEx(K64.select(0, i), shifts[i]! / b, o);
-      jitter = Math.max(jitter, r.jitter);
-      return r.alpha;
+      const one = solveCoefficientsEx(K64.select(0, i), shifts[i]! / b, { ...o, rhs: r.select(0, i) });
+      jitter = Math.max(jitter, one.jitter);
+      return one.alpha;
     });
     return { alpha: stack(rows), jitter };
   }));
