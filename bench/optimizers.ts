@@ -17,10 +17,13 @@
 //               fall in the warm-up round, so their amortized cost is not in this ratio; KFAC's
 //               block is whole multiples of its `costPeriod` (10 steps: one factor update per
 //               block), its time per step as for the others
+//   ief, fast_ief_reuse  iEF every step (NGD's work plus the logit-gradient norms), and its
+//               coefficients reused through FNGD's store
+// Every method runs with SGD's rule (momentum 0.9) on the same model and batch.
 import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
-import { CurvatureEngine } from '../src/curvature/index.js';
-import { FNGD, KFAC, NGD, SGD, type Optimizer, type SGDOptions, type StepInput, type StepStats } from '../src/optim/index.js';
-import { full, getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
+import { SGD, type Optimizer } from '../src/optim/index.js';
+import { engineSgd, fastIef, fngd, ief, kfac, ngd, type Preconditioner } from '../src/precondition/index.js';
+import { getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
 import { bracketedRatios, flag, median, positiveFlag, report, summarizeRatios, timeWholePeriods } from './timing.js';
 
 const argv = process.argv.slice(2);
@@ -32,24 +35,6 @@ const B = 128;
 // A tiny learning rate: every method does its full work, but the model cannot memorize the fixed
 // batch; a memorized batch drives gradients into denormal floats, which run 10x slower on a CPU.
 const LR = 1e-6;
-
-/** SGD whose gradient is the engine's weighted sum with alpha = 1/B (the mean-loss gradient). */
-class SgdThroughEngine extends SGD {
-  readonly engine: CurvatureEngine;
-  constructor(model: Layer, o: SGDOptions) {
-    super(model.parameters(), o);
-    this.engine = new CurvatureEngine(model);
-  }
-  protected override computeGradients(input: StepInput, loss: number): StepStats {
-    const cap = this.engine.capture(input.perSampleLoss);
-    cap.writeWeightedGradients(full([cap.batchSize], 1 / cap.batchSize), { consume: true });
-    return { loss };
-  }
-  override dispose(): void {
-    this.engine.dispose();
-    super.dispose();
-  }
-}
 
 interface Case { name: string; model: () => Layer; shape: number[]; iters: number; rounds: number }
 const cases: Case[] = [
@@ -68,25 +53,29 @@ for (const c of cases) {
   const y = keep(randint(0, 10, [B]));
   const ids = Int32Array.from({ length: B }, (_, i) => i);
   // One model per optimizer: each method taps its own model.
-  const make = (build: (m: Layer) => Optimizer): { model: Layer; opt: Optimizer } => {
+  // Every method with SGD's rule (momentum 0.9), the pairing its step cost is quoted for.
+  const make = (pre: ((m: Layer) => Preconditioner) | null): { model: Layer; opt: Optimizer } => {
     manualSeed(0);
     const model = c.model();
-    return { model, opt: build(model) };
+    return { model, opt: new SGD(model.parameters(), { lr: LR, momentum: 0.9, preconditioner: pre === null ? null : pre(model) }) };
   };
   const runs = {
-    sgd: make((m) => new SGD(m.parameters(), { lr: LR, momentum: 0.9 })),
-    fngd_reuse: make((m) => new FNGD(m, { lr: LR, momentum: 0.9, numSamples: B })),
-    sgd_engine: make((m) => new SgdThroughEngine(m, { lr: LR, momentum: 0.9 })),
-    ngd: make((m) => new NGD(m, { lr: LR, momentum: 0.9 })),
-    kfac: make((m) => new KFAC(m, { lr: LR, momentum: 0.9 })),
+    sgd: make(null),
+    fngd_reuse: make((m) => fngd(m, { numSamples: B })),
+    sgd_engine: make((m) => engineSgd(m)),
+    ngd: make((m) => ngd(m)),
+    kfac: make((m) => kfac(m)),
+    ief: make((m) => ief(m)),
+    fast_ief_reuse: make((m) => fastIef(m, { numSamples: B })),
   };
+  const reuses = new Set(['fngd_reuse', 'fast_ief_reuse']);
   const step = (r: { model: Layer; opt: Optimizer }, epoch: number): void => {
     scope(() => { r.opt.step({ perSampleLoss: crossEntropyPerSample(r.model.forward(x), y) as Tensor, sampleIds: ids, epoch, batchIndex: 0 }); });
   };
-  step(runs.fngd_reuse, 0); // fills the store: every later call is a reuse step
+  for (const k of reuses) step(runs[k as keyof typeof runs], 0); // fills the store: every later call is a reuse step
   const contenders: Record<string, (n: number) => number> = {};
   for (const [k, r] of Object.entries(runs)) {
-    contenders[k] = (n) => timeWholePeriods(n, r.opt.costPeriod, () => step(r, k === 'fngd_reuse' ? 1 : 0));
+    contenders[k] = (n) => timeWholePeriods(n, r.opt.costPeriod, () => step(r, reuses.has(k) ? 1 : 0));
   }
   const rounds = roundsFlag ?? c.rounds;
   const t = await bracketedRatios(contenders, 'sgd', { rounds, iters: itersFlag ?? c.iters });
@@ -98,7 +87,7 @@ for (const c of cases) {
     result[`${name}_${c.name}_iqr`] = [round3(r.q1), round3(r.q3)];
     result[`${name}_${c.name}_ci95`] = r.ci95.map(round3);
   };
-  for (const k of ['fngd_reuse', 'sgd_engine', 'ngd', 'kfac']) put(`${k}_over_sgd`, t.ratios[k]!);
+  for (const k of Object.keys(runs)) if (k !== 'sgd') put(`${k}_over_sgd`, t.ratios[k]!);
   // Both bracketed by the same round's SGD blocks: their quotient is the coefficients' own cost.
   put('fngd_reuse_over_sgd_engine', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.sgd_engine![i]!));
   result[`rounds_${c.name}`] = rounds;

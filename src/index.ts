@@ -3,6 +3,8 @@ export * from './tensor/index.js';
 export * as nn from './nn/index.js';
 export * as data from './data/index.js';
 export * as optim from './optim/index.js';
+export * as precondition from './precondition/index.js';
+export { warn, setWarningHandler, type WarningHandler } from './warnings.js';
 export { Trainer, type TrainerOptions, type EpochRecord, type StepRecord, type TrainResult } from './train/trainer.js';
 export type { Task } from './train/task.js';
 export { createTask, TASKS, type TaskName, type TaskOptions } from './train/tasks.js';

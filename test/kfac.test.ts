@@ -7,10 +7,26 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cat, einsum, eye, F, grad, linalg, liveTensors, manualSeed, noGrad, randn, scope, tensor, zeros, type Tensor } from '../src/tensor/index.js';
 import { Conv2d, crossEntropyPerSample, Embedding, LayerNorm, Linear, Module } from '../src/nn/index.js';
-import { KFAC, SGD, type KFACOptions, type StepStats } from '../src/optim/index.js';
+import { SGD, type ParamGroupInput, type SGDHyper, type SGDOptions, type StepStats } from '../src/optim/index.js';
+import { kfac, type KfacOptions, type KfacPreconditioner } from '../src/precondition/index.js';
+import { setWarningHandler } from '../src/warnings.js';
 import { assertRelClose as close, leakCheck, relErr } from './helpers.js';
 
 const f64 = { dtype: 'float64' as const };
+
+type KFACOptions = SGDOptions & KfacOptions & { params?: Tensor[] | ParamGroupInput<SGDHyper>[] };
+type KFAC = SGD & { pre: KfacPreconditioner };
+/** KFAC with SGD's rule: the rule's options (and parameter groups) go to SGD, the rest to KFAC. */
+function KFAC(model: Module, o: KFACOptions): KFAC {
+  const { lr, momentum, dampening, weightDecay, nesterov, params, ...rest } = o;
+  const pre = kfac(model, rest);
+  try {
+    return Object.assign(new SGD(params ?? model.parameters(), { lr, momentum, dampening, weightDecay, nesterov, preconditioner: pre }), { pre });
+  } catch (e) {
+    pre.dispose();
+    throw e;
+  }
+}
 const TOL = 1e-10;
 const B = 6;
 
@@ -121,8 +137,8 @@ for (const [label, make, batch] of [['MLP', () => new Mlp(), mlpBatch], ['CNN', 
     const lambda = 1e-2;
     const decay = 0.6;
     const lr = 0.1;
-    const opt = new KFAC(model, { lr, damping: lambda, statDecay: decay, ...exact });
-    assert.deepEqual(opt.fallbackParams(), []);
+    const opt = KFAC(model, { lr, damping: lambda, statDecay: decay, ...exact });
+    assert.deepEqual(opt.pre.fallbackParams(), []);
     let previous: Map<string, { A: Tensor; G: Tensor }> | null = null;
     for (const seed of [21, 22]) {
       scope(() => {
@@ -163,7 +179,7 @@ test('KL clipping: nu = min(1, sqrt(klClip / sum_p lr_p^2 <V_p, grad_p>)) scales
     const model = new Mlp();
     const named = model.namedParameters();
     const groups = [0.5, 0.25].map((lr) => ({ lr, params: named.filter(([n]) => lrOf(n) === lr).map(([, p]) => p) }));
-    const opt = new KFAC(model, { lr: 1, damping: 1e-2, ...exact, klClip: clip, params: groups });
+    const opt = KFAC(model, { lr: 1, damping: 1e-2, ...exact, klClip: clip, params: groups });
     const r = scope(() => {
       const { x, y } = mlpBatch(31);
       const loss = crossEntropyPerSample(model.forward(x), y);
@@ -201,17 +217,17 @@ test('fallback: Embedding and LayerNorm parameters keep the mean gradient, liste
   manualSeed(4);
   const model = new Mixed();
   const messages: string[] = [];
-  const write = process.stderr.write;
-  process.stderr.write = ((s: string) => (messages.push(String(s)), true)) as typeof process.stderr.write;
+  // Library code reports through the warning hook (the CLI prints it on stderr).
+  const previous = setWarningHandler((m) => messages.push(`${m}\n`));
   let opt: KFAC;
   try {
-    opt = new KFAC(model, { lr: 0.1, ...exact });
+    opt = KFAC(model, { lr: 0.1, ...exact });
   } finally {
-    process.stderr.write = write;
+    setWarningHandler(previous);
   }
-  assert.deepEqual(opt.fallbackParams(), ['emb.weight', 'ln.weight', 'ln.bias']);
+  assert.deepEqual(opt.pre.fallbackParams(), ['emb.weight', 'ln.weight', 'ln.bias']);
   assert.deepEqual(messages, ['KFAC: first-order fallback for 3 parameters: emb.weight, ln.weight, ln.bias\n']);
-  assert.deepEqual(opt.engine.coverage().covered, ['out.weight', 'out.bias']);
+  assert.deepEqual(opt.pre.engine.coverage().covered, ['out.weight', 'out.bias']);
   scope(() => {
     const x = tensor(BigInt64Array.from([1n, 3n, 3n, 0n, 6n, 2n]));
     const loss = crossEntropyPerSample(model.forward(x), tensor(BigInt64Array.from([0n, 1n, 2n, 2n, 1n, 0n])));
@@ -230,7 +246,7 @@ test('fallback: Embedding and LayerNorm parameters keep the mean gradient, liste
 test('a NaN loss throws before any parameter or factor changes', () => leakCheck(() => {
   manualSeed(5);
   const model = new Mlp();
-  const opt = new KFAC(model, { lr: 0.1, ...exact });
+  const opt = KFAC(model, { lr: 0.1, ...exact });
   stepOn(opt, model, mlpBatch(51));
   const snapshot = (): number[] => scope(() => [...model.parameters().map((p) => p.detach().clone()), ...opt.stateDict().tensors.values()].flatMap((t) => t.toArray()));
   const before = snapshot();
@@ -253,7 +269,7 @@ test('state dict: 3 steps, save, load into a fresh optimizer, 3 more equals 6 un
   const fresh = (): { model: Mlp; opt: KFAC } => {
     manualSeed(6);
     const model = new Mlp();
-    return { model, opt: new KFAC(model, o) };
+    return { model, opt: KFAC(model, o) };
   };
   const a = fresh();
   const nus = batches.map((b) => stepOn(a.opt, a.model, b).nu!);
@@ -268,12 +284,12 @@ test('state dict: 3 steps, save, load into a fresh optimizer, 3 more equals 6 un
 
   manualSeed(99); // a different initialization, overwritten by the load
   const model = new Mlp();
-  const opt = new KFAC(model, { ...o, damping: 1, covUpdateEvery: 5 });
+  const opt = KFAC(model, { ...o, damping: 1, covUpdateEvery: 5 });
   model.loadStateDict(weights);
   opt.loadStateDict(sd);
   for (const t of [...weights.values(), ...sd.tensors.values()]) t.dispose();
-  assert.equal(opt.damping, 1e-2);
-  assert.equal(opt.covUpdateEvery, 2);
+  assert.equal(opt.pre.settings.damping, 1e-2);
+  assert.equal(opt.pre.settings.covUpdateEvery, 2);
   assert.equal(opt.stepCount, 3);
   const resumed = batches.slice(3).map((batch) => stepOn(opt, model, batch).nu!);
   assert.deepEqual(resumed, nus.slice(3));
@@ -293,13 +309,13 @@ test('state dict: 3 steps, save, load into a fresh optimizer, 3 more equals 6 un
 test('options are validated', () => {
   manualSeed(7);
   const model = new Mlp();
-  assert.throws(() => new KFAC(model, { lr: 0.1, damping: 0 }), /damping/);
-  assert.throws(() => new KFAC(model, { lr: 0.1, statDecay: 1 }), /statDecay/);
-  assert.throws(() => new KFAC(model, { lr: 0.1, covUpdateEvery: 1.5 }), /covUpdateEvery/);
-  assert.throws(() => new KFAC(model, { lr: 0.1, invUpdateEvery: 0 }), /invUpdateEvery/);
-  assert.throws(() => new KFAC(model, { lr: 0.1, klClip: -1 }), /klClip/);
+  assert.throws(() => KFAC(model, { lr: 0.1, damping: 0 }), /damping/);
+  assert.throws(() => KFAC(model, { lr: 0.1, statDecay: 1 }), /statDecay/);
+  assert.throws(() => KFAC(model, { lr: 0.1, covUpdateEvery: 1.5 }), /covUpdateEvery/);
+  assert.throws(() => KFAC(model, { lr: 0.1, invUpdateEvery: 0 }), /invUpdateEvery/);
+  assert.throws(() => KFAC(model, { lr: 0.1, klClip: -1 }), /klClip/);
   const other = new Linear(2, 2, f64);
-  assert.throws(() => new KFAC(model, { lr: 0.1, params: other.parameters() }), /not a parameter of the model/);
+  assert.throws(() => KFAC(model, { lr: 0.1, params: other.parameters() }), /not a parameter of the model/);
   other.dispose();
   model.dispose();
 });
@@ -307,10 +323,10 @@ test('options are validated', () => {
 test('cost period: KFAC\'s step cost repeats with its factor updates (benchmarks time whole periods)', () => {
   manualSeed(7);
   const model = new Mlp();
-  const k = new KFAC(model, { lr: 0.1, covUpdateEvery: 7 });
+  const k = KFAC(model, { lr: 0.1, covUpdateEvery: 7 });
   assert.equal(k.costPeriod, 7);
   k.dispose();
-  const d = new KFAC(model, { lr: 0.1 });
+  const d = KFAC(model, { lr: 0.1 });
   assert.equal(d.costPeriod, 10, 'the default factor interval');
   d.dispose();
   assert.equal(new SGD(model.parameters(), { lr: 0.1 }).costPeriod, 1, 'a first-order step costs the same every time');

@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Conv2d, Flatten, Linear, ReLU, Sequential, Tanh, crossEntropyPerSample, type Module } from '../src/nn/index.js';
-import { FNGD, NGD, type NGDOptions } from '../src/optim/index.js';
+import { SGD, type SGDOptions } from '../src/optim/index.js';
+import { fngd, ngd, type SampleSpaceMethodOptions, type SampleSpacePreconditioner, type StoreOptions } from '../src/precondition/index.js';
 import * as T from '../src/tensor/index.js';
 import { cat, grad, keep, linalg, liveTensors, scope, tensor, type Tensor } from '../src/tensor/index.js';
 import { relErr } from './helpers.js';
@@ -56,7 +57,17 @@ function flatGrad(params: Tensor[]): Tensor {
   return cat(params.map((p) => p.grad!.reshape(-1)));
 }
 
+type NGDOptions = SGDOptions & SampleSpaceMethodOptions;
 const opts = (o: Partial<NGDOptions> = {}): NGDOptions => ({ lr: 0, damping: 0.1, dampingMode: 'absolute', normalize: 'none', ...o });
+
+/** A method with SGD's rule: the rule's options go to SGD, the rest to the preconditioner. */
+function paired<O extends object>(make: (m: Module, o: O) => SampleSpacePreconditioner, model: Module, o: SGDOptions & O): SGD & { pre: SampleSpacePreconditioner } {
+  const { lr, momentum, dampening, weightDecay, nesterov, ...rest } = o as SGDOptions & Record<string, unknown>;
+  const pre = make(model, rest as O);
+  return Object.assign(new SGD(model.parameters(), { lr, momentum, dampening, weightDecay, nesterov, preconditioner: pre }), { pre });
+}
+const NGD = (model: Module, o: NGDOptions): SGD & { pre: SampleSpacePreconditioner } => paired(ngd, model, o);
+const FNGD = (model: Module, o: NGDOptions & Partial<StoreOptions>): SGD & { pre: SampleSpacePreconditioner } => paired(fngd, model, o as NGDOptions & StoreOptions);
 
 for (const [name, make, shape] of [['MLP', tinyMlp, [4]], ['CNN', tinyCnn, [2, 4, 4]]] as const) {
   test(`NGD on a tiny ${name}: .grad equals the dense solution of (F + lambda I) d = gbar, layer-wise and global`, () => scope(() => {
@@ -74,7 +85,7 @@ for (const [name, make, shape] of [['MLP', tinyMlp, [4]], ['CNN', tinyCnn, [2, 4
     // Blocks: a layer's weight and bias together (params come as w0, b0, w1, b1).
     const layerBlocks = [[...ranges[0]!, ...ranges[1]!], [...ranges[2]!, ...ranges[3]!]];
     for (const mode of ['layerwise', 'global'] as const) {
-      const opt = new NGD(model, opts({ mode }));
+      const opt = NGD(model, opts({ mode }));
       opt.step({ perSampleLoss: loss(model, b), sampleIds: b.ids, epoch: 0 });
       const blocks = mode === 'global' ? [ranges.flat()] : layerBlocks;
       const expected = denseDirection(U, blocks, 0.1);
@@ -90,11 +101,11 @@ test('relative damping and sum normalization: the same direction, rescaled', () 
   const model = tinyMlp(g);
   const b = batch(g, [4], 8);
   const params = model.parameters();
-  const a = new NGD(model, opts({ normalize: 'none', dampingMode: 'absolute', damping: 0.05 }));
+  const a = NGD(model, opts({ normalize: 'none', dampingMode: 'absolute', damping: 0.05 }));
   a.step({ perSampleLoss: loss(model, b), sampleIds: b.ids, epoch: 0 });
   const raw = params.map((p) => p.grad!.clone());
   a.dispose();
-  const s = new NGD(model, opts({ normalize: 'sum', dampingMode: 'absolute', damping: 0.05 }));
+  const s = NGD(model, opts({ normalize: 'sum', dampingMode: 'absolute', damping: 0.05 }));
   s.step({ perSampleLoss: loss(model, b), sampleIds: b.ids, epoch: 0 });
   for (const [i, p] of params.entries()) {
     const ratio = p.grad!.div(raw[i]!);
@@ -112,7 +123,7 @@ test('FNGD: a reuse step on the batch whose coefficients were just stored, param
       const model = tinyCnn(g);
       const b = batch(g, [2, 4, 4], 6, 100);
       const params = model.parameters();
-      const f = new FNGD(model, { ...opts({ normalize, mode }), numSamples: 200 });
+      const f = FNGD(model, { ...opts({ normalize, mode }), numSamples: 200 });
       const s0 = f.step({ perSampleLoss: loss(model, b), sampleIds: b.ids, epoch: 0 });
       assert.equal(s0.reused, 0);
       const ngdGrad = flatGrad(params).clone();
@@ -128,7 +139,7 @@ test('FNGD: a reuse step on the batch whose coefficients were just stored, param
 test('FNGD: reshuffled batches, a smaller last batch and unseen sample ids all work', () => scope(() => {
   const g = new T.Generator(5);
   const model = tinyMlp(g);
-  const f = new FNGD(model, { ...opts({ normalize: 'sum', lr: 0.1 }), numSamples: 20 });
+  const f = FNGD(model, { ...opts({ normalize: 'sum', lr: 0.1 }), numSamples: 20 });
   const all = batch(g, [4], 12);
   const pick = (idx: number[]): Batch => ({ x: all.x.indexSelect(0, tensor(idx, { dtype: 'int64' })), y: all.y.indexSelect(0, tensor(idx, { dtype: 'int64' })), ids: Int32Array.from(idx) });
   f.step({ perSampleLoss: loss(model, pick([0, 1, 2, 3, 4, 5])), sampleIds: Int32Array.from([0, 1, 2, 3, 4, 5]), epoch: 0 });
@@ -143,10 +154,10 @@ test('FNGD: reshuffled batches, a smaller last batch and unseen sample ids all w
   assert.equal(s2.missing, 2, 'two unseen ids fall back to the layer mean');
   for (const p of model.parameters()) assert.ok(p.isfinite().all().item(), 'parameters stay finite');
   // The fallback is the mean of the stored coefficients.
-  const { alpha } = f.store!.get(Int32Array.from([11]), 0);
-  const known = f.store!.get(Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), 0).alpha;
+  const { alpha } = f.pre.store!.get(Int32Array.from([11]), 0);
+  const known = f.pre.store!.get(Int32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), 0).alpha;
   assert.ok(relErr(alpha.squeeze(1), known.mean(1)) < 1e-14);
-  assert.throws(() => f.store!.get(Int32Array.from([20]), 0), /sample id 20 outside \[0, 20\)/);
+  assert.throws(() => f.pre.store!.get(Int32Array.from([20]), 0), /sample id 20 outside \[0, 20\)/);
   f.dispose();
 }));
 
@@ -155,7 +166,7 @@ test('B = 1, duplicated samples (singular Gram) and a NaN loss: clear outcomes, 
   const model = tinyMlp(g);
   const params = model.parameters();
   const one = batch(g, [4], 1);
-  const ngd = new NGD(model, { lr: 0.1, damping: 0, dampingMode: 'absolute', normalize: 'sum' });
+  const ngd = NGD(model, { lr: 0.1, damping: 0, dampingMode: 'absolute', normalize: 'sum' });
   ngd.step({ perSampleLoss: loss(model, one), sampleIds: one.ids, epoch: 0 });
   for (const p of params) assert.ok(p.isfinite().all().item());
   // Four copies of the same sample: K has rank 1, lambda = 0: the solve needs jitter, stays finite.
@@ -173,12 +184,12 @@ test('B = 1, duplicated samples (singular Gram) and a NaN loss: clear outcomes, 
 test('NGD options are validated; coverage names the first-order fallback', () => {
   const g = new T.Generator(1);
   const model = tinyMlp(g);
-  assert.throws(() => new NGD(model, { lr: 0.1, damping: -1 }), /option 'damping' must be a finite number in \[0, inf\)/);
-  assert.throws(() => new NGD(model, { lr: 0.1, mode: 'diag' as never }), /option 'mode' must be 'layerwise' or 'global'/);
-  assert.throws(() => new FNGD(model, { lr: 0.1 }), /option 'numSamples' must be a positive integer/);
+  assert.throws(() => NGD(model, { lr: 0.1, damping: -1 }), /option 'damping' must be a finite number in \[0, inf\)/);
+  assert.throws(() => NGD(model, { lr: 0.1, mode: 'diag' as never }), /option 'mode' must be 'layerwise' or 'global'/);
+  assert.throws(() => FNGD(model, { lr: 0.1 }), /option 'numSamples' must be a positive integer/);
   const base = liveTensors().tensors;
-  const ngd = new NGD(model, { lr: 0.1 });
-  assert.deepEqual(ngd.coverage(), { covered: ['0.weight', '0.bias', '2.weight', '2.bias'], uncovered: [] });
+  const ngd = NGD(model, { lr: 0.1 });
+  assert.deepEqual(ngd.pre.coverage(), { covered: ['0.weight', '0.bias', '2.weight', '2.bias'], uncovered: [] });
   ngd.dispose();
   assert.equal(liveTensors().tensors, base);
   model.dispose();
@@ -194,7 +205,7 @@ test('FNGD resumed from a checkpoint across the NGD/reuse boundary reproduces th
   const run = async (out: string, o: { stopAfter?: number; resume?: boolean }): Promise<number[]> => {
     T.manualSeed(1);
     const task = createTask('mnist-mlp', { batchSize: 32, seed: 4, trainLimit: 128, evalLimit: 64, evalBatchSize: 64 });
-    const opt = new FNGD(task.model, { lr: 0.05, momentum: 0.9, numSamples: task.trainLoader.dataset.length, probeEvery: 3 });
+    const opt = FNGD(task.model, { lr: 0.05, momentum: 0.9, numSamples: task.trainLoader.dataset.length, probeEvery: 3 });
     try {
       const r = await new Trainer(task as never, opt, { epochs: 3, seed: 4, outDir: out, resume: o.resume, stopAfterSteps: o.stopAfter, progress: false }).fit();
       return r.steps.map((s) => s.loss);

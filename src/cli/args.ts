@@ -7,6 +7,8 @@ export interface FlagSpec {
   kind: FlagKind;
   help: string;
   default?: number | string | boolean | number[];
+  /** A default shown in --help but not filled in by parsing (the chosen method's, applied later). */
+  shownDefault?: number | string | boolean | number[];
   /** Allowed values for a string flag. */
   choices?: readonly string[];
   min?: number;
@@ -74,7 +76,8 @@ function parseValue(name: string, s: FlagSpec, raw: string): number | string | n
 export function helpText(usage: string, specs: Record<string, FlagSpec>): string {
   const rows = Object.entries(specs).map(([name, s]) => {
     const arg = s.kind === 'bool' ? '' : s.choices ? ` ${s.choices.join('|')}` : s.kind === 'numbers' ? ' a,b' : s.kind === 'string' ? ' S' : ' N';
-    const def = s.default === undefined ? '' : ` (default: ${Array.isArray(s.default) ? s.default.join(',') : String(s.default)})`;
+    const d = s.default ?? s.shownDefault;
+    const def = d === undefined ? '' : ` (default: ${Array.isArray(d) ? d.join(',') : String(d)})`;
     return [`  --${name}${arg}`, `${s.help}${def}`];
   });
   const w = Math.max(...rows.map((r) => r[0]!.length));

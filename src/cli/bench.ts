@@ -20,7 +20,7 @@ import type { Task } from '../train/task.js';
 import { Trainer } from '../train/trainer.js';
 import { TASKS, createTask, type TaskName } from '../train/tasks.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
-import { OPTIMIZERS, TASK_DEFAULTS, TRAIN_FLAGS, buildOptimizer, buildSchedule, deviceFlag, type OptimizerContext } from './train.js';
+import { OPTIMIZERS, TASK_DEFAULTS, TRAIN_FLAGS, buildOptimizer, buildSchedule, deviceFlag, methodValues, type OptimizerContext } from './train.js';
 
 export const BENCH_FLAGS: Record<string, FlagSpec> = {
   suite: { kind: 'string', choices: SUITES, default: 'quick', help: 'quick (<= 20 min on 2 cores), full (hours), smoke (seconds, a pipeline check)' },
@@ -65,7 +65,8 @@ export function runFlags(cfg: TaskConfig, name: string): { flags: Flags; hyper: 
     throw new UsageError(`bench/hyper.ts: '${name}' sets ${unknown.join(', ')}, not ${unknown.length > 1 ? 'flags' : 'a flag'} of \`fngd train\` (TRAIN_FLAGS in src/cli/train.ts); use the factory's flag names`);
   }
   const d = TASK_DEFAULTS[task];
-  const hyper: Flags = { schedule: d.schedule, warmupSteps: d.warmupSteps ?? 0, ...table };
+  // Everything the method reads: the registry's defaults and task values, then the table's.
+  const hyper: Flags = { schedule: d.schedule, warmupSteps: d.warmupSteps ?? 0, ...methodValues(name, task, table) };
   const defaults = Object.fromEntries(Object.entries(TRAIN_FLAGS).map(([k, s]) => [camel(k), s.default]));
   return { flags: { ...defaults, ...hyper }, hyper };
 }
@@ -83,9 +84,12 @@ export function splitOptimizers(names: string[]): { runnable: string[]; pending:
   return { runnable, pending };
 }
 
-/** Every optimizer the suite knows: the table's, then any the factory has that the table lacks (skipped with a notice). */
+/**
+ * The suite's default optimizers (bench/suites.ts); the registry's other methods (iEF, fast iEF,
+ * thermodynamic NGD) run when named with --optimizers.
+ */
 export function defaultOptimizers(): string[] {
-  return [...new Set([...SUITE_OPTIMIZERS, ...Object.keys(OPTIMIZER_TABLE), ...OPTIMIZERS])];
+  return [...SUITE_OPTIMIZERS];
 }
 
 export function makeTask(cfg: TaskConfig, seed: number, o: { dataDir?: string; trainLimit?: number; device?: Device }): Task<BaseBatch> {
@@ -99,8 +103,8 @@ export function makeTask(cfg: TaskConfig, seed: number, o: { dataDir?: string; t
 }
 
 /** The one place the bench builds optimizers (adapt here if buildOptimizer's signature changes). */
-function makeOptimizer(name: string, task: Task<BaseBatch>, flags: Flags): Optimizer {
-  return buildOptimizer(name as Parameters<typeof buildOptimizer>[0], task as unknown as OptimizerContext, flags);
+function makeOptimizer(name: string, task: Task<BaseBatch>, flags: Flags, seed: number): Optimizer {
+  return buildOptimizer(name, task as unknown as OptimizerContext, flags as Parameters<typeof buildOptimizer>[2], seed);
 }
 
 /**
@@ -117,7 +121,7 @@ export async function timeSteps(cfg: TaskConfig, names: string[], o: { dataDir?:
   try {
     for (const name of names) {
       const task = makeTask(cfg, seed, { dataDir: o.dataDir, trainLimit: cfg.batchSize, device: o.device });
-      cs.push({ name, task, opt: makeOptimizer(name, task, runFlags(cfg, name).flags) });
+      cs.push({ name, task, opt: makeOptimizer(name, task, runFlags(cfg, name).flags, seed) });
       task.model.train();
     }
     // Made outside any scope: ours until disposeBatch.
@@ -198,7 +202,7 @@ export async function trainRun(cfg: TaskConfig, name: string, seed: number, o: {
         evalSeconds += (performance.now() - t0) / 1000;
       }
     };
-    const opt = makeOptimizer(name, task, flags);
+    const opt = makeOptimizer(name, task, flags, seed);
     try {
       stepsPerEpoch = task.trainLoader.batchesPerEpoch;
       const trainer = new Trainer(task as never, opt, {
@@ -384,7 +388,7 @@ export async function benchCommand(argv: string[]): Promise<Report | null> {
   let optimizers = defaultOptimizers();
   if (f.optimizers !== undefined) {
     optimizers = (f.optimizers as string).split(',').map((s) => s.trim()).filter(Boolean);
-    const known = new Set(defaultOptimizers());
+    const known = new Set([...defaultOptimizers(), ...OPTIMIZERS]);
     const bad = optimizers.filter((n) => !known.has(n));
     if (bad.length) throw new UsageError(`--optimizers: unknown ${bad.join(', ')} (known: ${[...known].join(', ')})`);
   }

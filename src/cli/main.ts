@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The fngd command line: `fngd train ...`, `fngd demo`, `fngd --help`.
+import { setWarningHandler } from '../warnings.js';
 import { UsageError } from './args.js';
 import { benchCommand } from './bench.js';
 import { demoCommand } from './demo.js';
@@ -15,6 +16,8 @@ usage:
 `;
 
 async function main(argv: string[]): Promise<void> {
+  // The library reports warnings through one hook; the command line prints them.
+  setWarningHandler((message) => process.stderr.write(`${message}\n`));
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case undefined:

@@ -1,53 +1,67 @@
-// `fngd train`: flags -> task + optimizer + schedule -> Trainer.fit().
-import { AdamW, FNGD, KFAC, NGD, SGD, constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
+// `fngd train`: flags -> task + method (the registry: src/precondition/registry.ts) + schedule ->
+// Trainer.fit().
+import { constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, type Schedule } from '../optim/index.js';
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
+import {
+  COMMON_OPTIONS, METHODS, METHOD_NAMES, RULE_OPTIONS, buildMethod, camel, methodEntry, resolveValues, type OptionSpec, type Values,
+} from '../precondition/registry.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
 import { Trainer, type EpochRecord } from '../train/trainer.js';
 import { TASKS, createTask, resolveDevice, type TaskName } from '../train/tasks.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
 
-export const OPTIMIZERS = ['sgd', 'adamw', 'ngd', 'fngd', 'kfac'] as const;
-type OptimizerName = (typeof OPTIMIZERS)[number];
+/** Every method the registry knows (`--optimizer`). */
+export const OPTIMIZERS: readonly string[] = METHOD_NAMES();
 
-/**
- * Per task: epochs, batch size, and each optimizer's lr / weight decay (and damping where it differs
- * from the optimizer's default), chosen by short searches (docs/RESULTS.md): the MNIST values are the
- * issue-5 search's best at these 3 epochs; CIFAR-10's SGD/AdamW/NGD/FNGD rates are for 10 epochs.
- * NGD and FNGD normalize their coefficients to sum to 1 (SGD's scale), so they start from SGD's
- * learning rate.
- */
-export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number; schedule: string; warmupSteps?: number; lr: Record<OptimizerName, number>; weightDecay: Record<OptimizerName, number>; damping?: Partial<Record<OptimizerName, number>> }> = {
-  'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant', lr: { sgd: 0.02, adamw: 5e-4, ngd: 0.1, fngd: 0.05, kfac: 0.003 }, weightDecay: { sgd: 0, adamw: 0.01, ngd: 0, fngd: 0, kfac: 0 }, damping: { fngd: 30, kfac: 1e-2 } },
-  'fashion-cnn': { epochs: 5, batchSize: 128, schedule: 'constant', lr: { sgd: 0.05, adamw: 1e-3, ngd: 0.05, fngd: 0.05, kfac: 0.01 }, weightDecay: { sgd: 0, adamw: 0.01, ngd: 0, fngd: 0, kfac: 0 } },
-  'cifar10-resnet': { epochs: 10, batchSize: 128, schedule: 'cosine', lr: { sgd: 0.1, adamw: 2e-3, ngd: 0.1, fngd: 0.1, kfac: 0.01 }, weightDecay: { sgd: 5e-4, adamw: 0.05, ngd: 5e-4, fngd: 5e-4, kfac: 5e-4 } },
-  'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', warmupSteps: 200, lr: { sgd: 0.1, adamw: 5e-4, ngd: 0.1, fngd: 0.1, kfac: 0.02 }, weightDecay: { sgd: 0, adamw: 0.01, ngd: 0, fngd: 0, kfac: 0 } },
+/** Per task: epochs, batch size and schedule; each method's lr, weight decay, ... are in the registry. */
+export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number; schedule: string; warmupSteps?: number }> = {
+  'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant' },
+  'fashion-cnn': { epochs: 5, batchSize: 128, schedule: 'constant' },
+  'cifar10-resnet': { epochs: 10, batchSize: 128, schedule: 'cosine' },
+  'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', warmupSteps: 200 },
 };
 
-export const TRAIN_FLAGS: Record<string, FlagSpec> = {
+/**
+ * The method and rule options as flags: one flag per option name, without a default (the chosen
+ * method's applies), its help listing which methods take it and their defaults.
+ */
+function methodFlags(): Record<string, FlagSpec> {
+  const users = new Map<string, { spec: OptionSpec; who: string[] }[]>();
+  const add = (flag: string, spec: OptionSpec, who: string): void => {
+    const list = users.get(flag) ?? [];
+    const same = list.find((u) => u.spec.help === spec.help && String(u.spec.default) === String(spec.default));
+    if (same) same.who.push(who);
+    else list.push({ spec, who: [who] });
+    users.set(flag, list);
+  };
+  for (const [rule, opts] of Object.entries(RULE_OPTIONS)) for (const [flag, spec] of Object.entries(opts)) add(flag, spec, `rule ${rule}`);
+  for (const [name, e] of Object.entries(METHODS)) for (const [flag, spec] of Object.entries(e.options)) add(flag, spec, name);
+  const out: Record<string, FlagSpec> = {};
+  for (const [flag, list] of users) {
+    const first = list[0]!.spec;
+    const one = list.length === 1;
+    const prefix = (who: string[]): string => (who.every((w) => w.startsWith('rule ')) ? '' : `${who.join(', ')}: `);
+    const help = one
+      ? `${prefix(list[0]!.who)}${first.help}`
+      : list.map((u) => `${prefix(u.who)}${u.spec.help}${u.spec.default === undefined ? '' : ` (default ${Array.isArray(u.spec.default) ? u.spec.default.join(',') : String(u.spec.default)})`}`).join('; ');
+    const spec: FlagSpec = { kind: first.kind, help, choices: first.choices };
+    if (one && first.default !== undefined) spec.shownDefault = first.default;
+    const mins = list.map((u) => u.spec.min);
+    const maxs = list.map((u) => u.spec.max);
+    if (mins.every((m) => m !== undefined)) spec.min = Math.min(...(mins as number[]));
+    if (maxs.every((m) => m !== undefined)) spec.max = Math.max(...(maxs as number[]));
+    out[flag] = spec;
+  }
+  return out;
+}
+
+/** Flags of the run itself (not of a method). */
+const RUN_FLAGS: Record<string, FlagSpec> = {
   task: { kind: 'string', choices: TASKS, help: 'what to train' },
-  optimizer: { kind: 'string', choices: OPTIMIZERS, default: 'sgd', help: 'the optimizer' },
+  optimizer: { kind: 'string', choices: OPTIMIZERS, default: 'sgd', help: 'the method (see the list below)' },
   epochs: { kind: 'int', min: 1, help: 'epochs (default: per task, see docs/RESULTS.md)' },
   'batch-size': { kind: 'int', min: 1, help: 'training batch size (default: per task)' },
-  lr: { kind: 'number', min: 0, help: 'learning rate (default: per task and optimizer)' },
-  'weight-decay': { kind: 'number', min: 0, help: 'weight decay (default: per task and optimizer)' },
-  momentum: { kind: 'number', min: 0, max: 0.999999, default: 0.9, help: 'SGD momentum' },
-  nesterov: { kind: 'bool', default: false, help: 'SGD Nesterov momentum' },
-  betas: { kind: 'numbers', default: [0.9, 0.999], help: 'AdamW betas' },
-  eps: { kind: 'number', min: 0, default: 1e-8, help: 'AdamW epsilon' },
-  damping: { kind: 'number', min: 0, help: 'NGD/FNGD: lambda (default 10, relative; mnist-mlp FNGD 30); KFAC: Tikhonov damping (default 1e-3; mnist-mlp 1e-2); searches in docs/RESULTS.md' },
-  'damping-mode': { kind: 'string', choices: ['relative', 'absolute'], default: 'relative', help: 'NGD/FNGD: lambda absolute, or relative to mean(diag K)/B' },
-  'damping-decay': { kind: 'number', min: 0, max: 1, default: 1, help: 'NGD/FNGD: multiply lambda by this every epoch' },
-  'ngd-mode': { kind: 'string', choices: ['layerwise', 'global'], default: 'layerwise', help: 'NGD/FNGD: block-diagonal (per layer) or global Fisher' },
-  normalize: { kind: 'string', choices: ['sum', 'none'], default: 'sum', help: 'NGD/FNGD: rescale coefficients to sum to 1 (SGD step size), or keep the raw damped NGD step' },
-  key: { kind: 'string', choices: ['sample', 'slot'], default: 'sample', help: 'FNGD: store coefficients by dataset sample id or by batch slot' },
-  'refresh-every': { kind: 'int', min: 0, default: 0, help: 'FNGD: recompute coefficients every N epochs (0: first epoch only)' },
-  'probe-every': { kind: 'int', min: 0, default: 0, help: 'FNGD: staleness probe every N reuse steps (0: off)' },
-  'probe-threshold': { kind: 'number', min: -1, max: 1, default: 0.9, help: 'FNGD: a probe cosine below this makes the next epoch an NGD epoch' },
-  'stat-decay': { kind: 'number', min: 0, max: 1, default: 0.95, help: 'KFAC: running-average decay of the factors' },
-  'cov-update-every': { kind: 'int', min: 1, default: 10, help: 'KFAC: steps between factor updates' },
-  'inv-update-every': { kind: 'int', min: 1, default: 100, help: 'KFAC: steps between inverse updates' },
-  'kl-clip': { kind: 'number', min: 0, default: 1e-3, help: 'KFAC: KL clipping bound (0: off)' },
   schedule: { kind: 'string', choices: ['constant', 'step', 'cosine'], help: 'lr schedule over steps (default: per task)' },
   'warmup-steps': { kind: 'int', min: 0, help: 'linear lr warm-up steps (default: per task, 0 but for the Transformer)' },
   'step-size': { kind: 'int', min: 1, help: 'step schedule: decay every N epochs (default: a third of the epochs)' },
@@ -66,6 +80,25 @@ export const TRAIN_FLAGS: Record<string, FlagSpec> = {
   progress: { kind: 'bool', default: true, help: 'progress bar (--no-progress to hide)' },
 };
 
+export const TRAIN_FLAGS: Record<string, FlagSpec> = { ...RUN_FLAGS, ...COMMON_OPTIONS, ...methodFlags() };
+
+/** The camelCase keys of method and rule options (everything `resolveValues` reads). */
+const METHOD_KEYS = new Set(Object.keys({ ...COMMON_OPTIONS, ...methodFlags() }).map(camel));
+
+/**
+ * A run's method values from parsed flags: the method's defaults, the task's table, then the flags
+ * given. A flag the method does not take is a usage error naming it.
+ */
+export function methodValues(name: string, task: TaskName, f: Record<string, unknown>): Values {
+  const given: Values = {};
+  for (const [k, v] of Object.entries(f)) if (METHOD_KEYS.has(k)) given[k] = v as Values[string];
+  try {
+    return resolveValues(name, task, given);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
 /** The --device flag resolved ('auto' -> cuda:0 or cpu), its errors as usage errors naming the flag. */
 export function deviceFlag(value: string): Device {
   try {
@@ -82,7 +115,11 @@ train_loss, metrics), steps.jsonl (one line per step) and an atomic checkpoint.s
 Ctrl-C checkpoints and stops; --resume continues the same run exactly.`;
 
 export function trainHelp(): string {
-  return helpText(TRAIN_USAGE, TRAIN_FLAGS);
+  const methods = Object.entries(METHODS).map(([name, e]) => {
+    const opts = Object.keys(e.options).map((f) => `--${f}`).join(' ');
+    return `  ${name.padEnd(9)} ${e.doc}${opts ? `\n            options: ${opts}` : ''}\n            rule: ${e.rule}${e.searched.length ? `; task values searched on ${e.searched.join(', ')}` : '; task values not searched yet'}`;
+  });
+  return `${helpText(TRAIN_USAGE, TRAIN_FLAGS)}\nmethods (--optimizer; any pairs with --rule sgd|adamw):\n${methods.join('\n')}\n`;
 }
 
 /** What an optimizer needs to know of the task: the model, and the training data's size and batching. */
@@ -91,37 +128,13 @@ export interface OptimizerContext {
   trainLoader: DataLoader<BaseBatch>;
 }
 
-export function buildOptimizer(name: OptimizerName, ctx: OptimizerContext, f: Record<string, unknown>): Optimizer {
-  const params = ctx.model.parameters();
-  const sgd = { lr: f.lr as number, momentum: f.momentum as number, nesterov: f.nesterov as boolean, weightDecay: f.weightDecay as number };
-  const ngd = {
-    ...sgd, damping: (f.damping as number | undefined) ?? 10, dampingMode: f.dampingMode as 'relative' | 'absolute',
-    dampingDecay: f.dampingDecay as number, mode: f.ngdMode as 'layerwise' | 'global', normalize: f.normalize as 'sum' | 'none',
-  };
-  switch (name) {
-    case 'sgd':
-      return new SGD(params, sgd);
-    case 'adamw': {
-      const betas = f.betas as number[];
-      if (betas.length !== 2) throw new UsageError(`--betas needs two numbers like 0.9,0.999; got ${betas.join(',')}`);
-      return new AdamW(params, { lr: sgd.lr, betas: [betas[0]!, betas[1]!], eps: f.eps as number, weightDecay: sgd.weightDecay });
-    }
-    case 'ngd':
-      return new NGD(ctx.model, ngd);
-    case 'fngd':
-      return new FNGD(ctx.model, {
-        ...ngd, key: f.key as 'sample' | 'slot', numSamples: ctx.trainLoader.dataset.length,
-        batchesPerEpoch: ctx.trainLoader.batchesPerEpoch, batchSize: ctx.trainLoader.batchSize,
-        refreshEvery: f.refreshEvery as number, probeEvery: f.probeEvery as number, probeThreshold: f.probeThreshold as number,
-      });
-    case 'kfac':
-      return new KFAC(ctx.model, {
-        ...sgd, damping: (f.damping as number | undefined) ?? 1e-3, statDecay: f.statDecay as number,
-        covUpdateEvery: f.covUpdateEvery as number, invUpdateEvery: f.invUpdateEvery as number, klClip: (f.klClip as number) || null,
-      });
-    default:
-      throw new UsageError(`unknown optimizer '${String(name)}' (use one of ${OPTIMIZERS.join(', ')})`);
-  }
+/** Builds the method `name` (with its rule) for a task from resolved values (`methodValues`). */
+export function buildOptimizer(name: string, ctx: OptimizerContext, v: Values, seed = 0): Optimizer {
+  methodEntry(name);
+  return buildMethod(name, {
+    model: ctx.model, numSamples: ctx.trainLoader.dataset.length,
+    batchesPerEpoch: ctx.trainLoader.batchesPerEpoch, batchSize: ctx.trainLoader.batchSize, seed,
+  }, v);
 }
 
 export function buildSchedule(f: Record<string, unknown>, stepsPerEpoch: number, epochs: number): Schedule {
@@ -149,13 +162,12 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   const f = parseFlags(argv, TRAIN_FLAGS);
   if (f.task === undefined) throw new UsageError(`--task is required (one of ${TASKS.join(', ')})`);
   const task = f.task as TaskName;
-  const optimizerName = f.optimizer as OptimizerName;
+  const optimizerName = f.optimizer as string;
   const d = TASK_DEFAULTS[task];
+  const values = methodValues(optimizerName, task, f);
+  Object.assign(f, values);
   f.epochs ??= d.epochs;
   f.batchSize ??= d.batchSize;
-  f.lr ??= d.lr[optimizerName];
-  f.weightDecay ??= d.weightDecay[optimizerName];
-  f.damping ??= d.damping?.[optimizerName];
   f.schedule ??= d.schedule;
   f.warmupSteps ??= d.warmupSteps ?? 0;
   if (f.resume && !f.out) throw new UsageError('--resume needs --out (the folder of the run to continue)');
@@ -169,7 +181,7 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   });
   if (device !== 'cpu') console.log(`training on ${device}`);
   try {
-    const optimizer = buildOptimizer(optimizerName, t as OptimizerContext, f);
+    const optimizer = buildOptimizer(optimizerName, t as OptimizerContext, values, f.seed as number);
     const schedule = buildSchedule(f, t.trainLoader.batchesPerEpoch, f.epochs as number);
     const trainer = new Trainer(t as never, optimizer, {
       epochs: f.epochs as number, seed: f.seed as number, outDir: (f.out as string | undefined) ?? null,

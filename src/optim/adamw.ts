@@ -5,7 +5,7 @@
 //   denom = sqrt(amsgrad ? vmax : v) / sqrt(1 - beta2^t) + eps
 //   p -= lr / (1 - beta1^t) * m / denom
 import { zerosLike, type Tensor } from '../tensor/index.js';
-import { checkBoolOption, checkOption, Optimizer, type ParamGroup, type ParamsInput, type ParamState } from './optimizer.js';
+import { checkBoolOption, checkOption, definedOnly, Optimizer, type ParamGroup, type ParamsInput, type ParamState, type PreconditionerOption } from './optimizer.js';
 
 export interface AdamWHyper {
   lr: number;
@@ -14,14 +14,15 @@ export interface AdamWHyper {
   weightDecay: number;
   amsgrad: boolean;
 }
-export type AdamWOptions = Partial<AdamWHyper>;
+export type AdamWOptions = Partial<AdamWHyper> & PreconditionerOption;
 
 export class AdamW extends Optimizer<AdamWHyper> {
   readonly kind = 'AdamW';
 
   /** PyTorch's defaults: lr 1e-3, betas [0.9, 0.999], eps 1e-8, weightDecay 1e-2, amsgrad false. */
   constructor(params: ParamsInput<AdamWHyper>, options: AdamWOptions = {}) {
-    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, amsgrad: false, ...options });
+    const { preconditioner = null, ...hyper } = options;
+    super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, amsgrad: false, ...definedOnly(hyper) }, preconditioner);
   }
 
   protected override validateHyper(h: AdamWHyper, owner: string): void {

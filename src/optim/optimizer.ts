@@ -2,10 +2,12 @@
 // per-parameter state, an exact state dict, and a step that receives the batch's per-sample losses.
 //
 // A step has two phases:
-//   1. computeGradients(input): writes each parameter's `.grad` (by default the gradient of the mean
-//      of the per-sample losses). Second-order methods (NGD, FNGD, KFAC, ...) override this phase:
-//      they read per-sample statistics from the same graph and write their direction into `.grad`.
+//   1. the gradient phase writes each parameter's `.grad`: the gradient of the mean of the per-sample
+//      losses, or, when the optimizer was given a preconditioner (NGD, FNGD, iEF, KFAC, ...:
+//      src/precondition), the preconditioner's direction, read from per-sample statistics of the
+//      same graph. Any preconditioner pairs with any rule: NGD+SGD, NGD+AdamW, ...
 //   2. update(): the first-order rule (SGD, AdamW, ...) applied to `.grad`, under noGrad.
+import type { Preconditioner, PreconditionerStateDict } from '../precondition/preconditioner.js';
 import { grad as autogradGrad, keep, noGrad, scope, Tensor } from '../tensor/index.js';
 
 /** What one training step hands to the optimizer. */
@@ -56,8 +58,11 @@ export interface OptimizerMeta {
   paramGroups: (Record<string, unknown> & { params: number[] })[];
   /** Number-valued state per parameter index (e.g. AdamW's step counter). */
   state: Record<string, Record<string, number>>;
-  /** Method-specific JSON state (e.g. FNGD's store layout); tensors under `extra.` keys. */
-  extra: unknown;
+  /**
+   * The preconditioner's name, settings and JSON state (null without one); its tensors are under
+   * `extra.` keys.
+   */
+  extra: { preconditioner: string; settings: unknown; state: unknown } | null;
 }
 
 /**
@@ -86,22 +91,35 @@ export function checkOption(
   return value as number;
 }
 
+/** `o` without its undefined entries (an option given as undefined takes the default). */
+export function definedOnly<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
 export function checkBoolOption(owner: string, name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${owner}: option '${name}' must be a boolean, got ${String(value)}`);
   return value;
 }
 
+/** What every rule's options may add: the preconditioner whose direction the rule applies. */
+export interface PreconditionerOption {
+  preconditioner?: Preconditioner | null;
+}
+
 export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
-  /** The optimizer's name in state dicts and error messages. */
+  /** The first-order rule's name in state dicts ('SGD', 'AdamW'). */
   abstract readonly kind: string;
   readonly paramGroups: ParamGroup<H>[];
   /** Per-parameter state, created lazily by `update()`. */
   readonly state = new Map<Tensor, ParamState>();
   /** How many times `update()` ran (restored by `loadStateDict`). */
   stepCount = 0;
+  /** Writes the direction in the gradient phase (null: the mean-loss gradient). */
+  readonly preconditioner: Preconditioner | null;
 
-  constructor(params: ParamsInput<H>, defaults: H) {
+  constructor(params: ParamsInput<H>, defaults: H, preconditioner: Preconditioner | null = null) {
     const owner = new.target.name;
+    this.preconditioner = preconditioner;
     if (!Array.isArray(params) || params.length === 0) throw new TypeError(`${owner}: got an empty parameter list`);
     const groups: ParamGroupInput<H>[] = params[0] instanceof Tensor
       ? [{ params: params as Tensor[] } as ParamGroupInput<H>]
@@ -129,6 +147,23 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
       pg.initialLr = pg.lr;
       return pg;
     });
+    preconditioner?.attach?.(this.params);
+  }
+
+  /**
+   * The method's name in messages: the preconditioner's label (paired with a rule other than SGD,
+   * its default, the rule too: 'NGD+AdamW'), or the rule's.
+   */
+  get label(): string {
+    const p = this.preconditioner;
+    if (p === null) return this.kind;
+    return this.kind === 'SGD' ? p.label : `${p.label}+${this.kind}`;
+  }
+
+  /** The lr of the group that holds `p` (KFAC's KL clipping weighs each parameter by it). */
+  lrOf(p: Tensor): number {
+    for (const g of this.paramGroups) if (g.params.includes(p)) return g.lr;
+    throw new Error(`${this.label}: a tensor that is not one of this optimizer's parameters`);
   }
 
   /** Throws a clear error for invalid hyperparameters. `owner` names the optimizer (and group). */
@@ -146,7 +181,7 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
    * missed by a short timing block nor counted in every one.
    */
   get costPeriod(): number {
-    return 1;
+    return this.preconditioner?.costPeriod ?? 1;
   }
 
   /** Every parameter, in group order (the numbering used by state dicts). */
@@ -181,11 +216,12 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
 
   /** One training step on a batch: the gradient phase, then `update()`. */
   step(input: StepInput): StepStats {
-    checkStepInput(this.kind, input);
+    checkStepInput(this.label, input);
     // A NaN or infinite loss would turn every parameter into NaN: stop before any gradient.
     const loss = scope(() => input.perSampleLoss.detach().mean().item());
     if (!Number.isFinite(loss)) {
-      throw new Error(`${this.kind}.step: the loss is ${loss} at epoch ${input.epoch}; parameters left unchanged (lower the learning rate, or check the data)`);
+      this.preconditioner?.clear?.();
+      throw new Error(`${this.label}.step: the loss is ${loss} at epoch ${input.epoch}; parameters left unchanged (lower the learning rate, or check the data)`);
     }
     const stats = this.computeGradients(input, loss);
     this.update();
@@ -193,12 +229,12 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   }
 
   /**
-   * The gradient phase: sets each parameter's `.grad`, replacing what was there. The default is the
-   * gradient of mean_i perSampleLoss_i (SGD's coefficients alpha_i = 1/B). Override it to write a
-   * preconditioned direction instead; `writeWeightedGradient` does sum_i alpha_i g_i in one pass.
-   * `loss` is mean_i perSampleLoss_i, already computed (and checked finite) by `step`.
+   * The gradient phase: sets each parameter's `.grad`, replacing what was there: the
+   * preconditioner's direction, or the gradient of mean_i perSampleLoss_i (SGD's coefficients
+   * alpha_i = 1/B). `loss` is mean_i perSampleLoss_i, already computed (and checked finite) by `step`.
    */
-  protected computeGradients(input: StepInput, _loss: number): StepStats {
+  protected computeGradients(input: StepInput, loss: number): StepStats {
+    if (this.preconditioner !== null) return this.preconditioner.computeGradients(input, loss, this);
     return { loss: this.writeWeightedGradient(input.perSampleLoss, null) };
   }
 
@@ -244,16 +280,22 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   }
 
   // ---- state dicts -------------------------------------------------------------------------------
-  /**
-   * Method-specific state beyond per-parameter state (e.g. FNGD's coefficient store, KFAC's factors):
-   * return copies the caller will own; they are saved under `extra.<key>`, meta as JSON.
-   */
-  protected extraStateDict(): { tensors: Map<string, Tensor>; meta: unknown } {
-    return { tensors: new Map(), meta: null };
+  /** The preconditioner's state (FNGD's coefficient store, KFAC's factors, ...), saved under `extra.`. */
+  #extraStateDict(): { tensors: Map<string, Tensor>; meta: OptimizerMeta['extra'] } {
+    const p = this.preconditioner;
+    if (p === null) return { tensors: new Map(), meta: null };
+    const sd = p.stateDict();
+    return { tensors: sd.tensors, meta: { preconditioner: p.name, settings: structuredClone(p.settings), state: sd.meta } };
   }
-  /** Restores what `extraStateDict` saved (copy the tensors: the caller frees them). */
-  protected loadExtraStateDict(_tensors: Map<string, Tensor>, meta: unknown): void {
-    if (meta !== null && meta !== undefined) throw new Error(`${this.kind}.loadStateDict: unexpected extra state`);
+  /** Restores what `#extraStateDict` saved (the preconditioner copies the tensors). */
+  #loadExtraStateDict(tensors: Map<string, Tensor>, meta: OptimizerMeta['extra'] | undefined): void {
+    const who = `${this.label}.loadStateDict`;
+    const p = this.preconditioner;
+    const saved = meta === null || meta === undefined ? null : meta.preconditioner;
+    if ((p?.name ?? null) !== saved) {
+      throw new Error(`${who}: the state dict is from ${saved === null ? 'a plain' : `a '${saved}'`} ${meta === null || meta === undefined ? 'optimizer' : 'preconditioner'}, this optimizer ${p === null ? 'has no preconditioner' : `uses '${p.name}'`}`);
+    }
+    if (p !== null) p.loadStateDict({ tensors, meta: (meta!.state ?? null) as PreconditionerStateDict['meta'] }, meta!.settings);
   }
   /** Checks a loaded state tensor against its parameter (default: same shape). */
   protected checkStateTensor(name: string, t: Tensor, p: Tensor, index: number): void {
@@ -282,7 +324,7 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
         state[String(i)] = nums;
       });
     });
-    const extra = this.extraStateDict();
+    const extra = this.#extraStateDict();
     for (const [k, t] of extra.tensors) tensors.set(`extra.${k}`, t);
     const paramGroups = this.paramGroups.map((g) => {
       const { params, ...hyper } = g;
@@ -300,7 +342,7 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
    * copied (to each parameter's dtype and device), so the caller may free the dict afterwards.
    */
   loadStateDict(sd: OptimizerStateDict): void {
-    const who = `${this.kind}.loadStateDict`;
+    const who = `${this.label}.loadStateDict`;
     const { meta, tensors } = sd;
     if (meta === null || typeof meta !== 'object' || meta.format !== 'fngd.optim.v1') throw new Error(`${who}: not an fngd optimizer state dict (format ${String(meta?.format)})`);
     if (meta.kind !== this.kind) throw new Error(`${who}: the state dict is from a ${meta.kind} optimizer`);
@@ -360,7 +402,7 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
     const extraTensors = new Map<string, Tensor>();
     for (const [key, t] of tensors) if (key.startsWith('extra.')) extraTensors.set(key.slice(6), t);
     try {
-      this.loadExtraStateDict(extraTensors, meta.extra);
+      this.#loadExtraStateDict(extraTensors, meta.extra);
     } catch (e) {
       disposeState(newState);
       throw e;
@@ -372,10 +414,11 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
     this.stepCount = meta.stepCount;
   }
 
-  /** Frees every state tensor; the optimizer starts afresh on its next update. */
+  /** Frees every state tensor and the preconditioner's state (it stops tapping the model). */
   dispose(): void {
     disposeState(this.state);
     this.state.clear();
+    this.preconditioner?.dispose();
   }
 }
 

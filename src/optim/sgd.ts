@@ -4,7 +4,7 @@
 //   g = nesterov ? g + momentum * b : b            (when momentum != 0)
 //   p = p - lr * g
 import type { Tensor } from '../tensor/index.js';
-import { checkBoolOption, checkOption, Optimizer, type ParamGroup, type ParamsInput, type ParamState } from './optimizer.js';
+import { checkBoolOption, checkOption, definedOnly, Optimizer, type ParamGroup, type ParamsInput, type ParamState, type PreconditionerOption } from './optimizer.js';
 
 export interface SGDHyper {
   lr: number;
@@ -13,13 +13,14 @@ export interface SGDHyper {
   weightDecay: number;
   nesterov: boolean;
 }
-export type SGDOptions = Pick<SGDHyper, 'lr'> & Partial<SGDHyper>;
+export type SGDOptions = Pick<SGDHyper, 'lr'> & Partial<SGDHyper> & PreconditionerOption;
 
 export class SGD extends Optimizer<SGDHyper> {
   readonly kind: string = 'SGD';
 
   constructor(params: ParamsInput<SGDHyper>, options: SGDOptions) {
-    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...options });
+    const { preconditioner = null, ...hyper } = options;
+    super(params, { momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, ...definedOnly(hyper) }, preconditioner);
   }
 
   protected override validateHyper(h: SGDHyper, owner: string): void {

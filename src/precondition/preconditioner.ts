@@ -16,9 +16,17 @@ export interface PreconditionerStateDict {
   meta: JsonValue;
 }
 
+/** What a preconditioner may ask of the rule that applies its direction. */
+export interface RuleContext {
+  /** The lr of the group holding `p` (KFAC's KL clipping). */
+  lrOf(p: Tensor): number;
+}
+
 export interface Preconditioner {
   /** The method's registry name ('ngd', 'fngd', 'ief', 'kfac', ...): state dicts check it. */
   readonly name: string;
+  /** Its name in messages ('NGD', 'fast iEF', ...). */
+  readonly label: string;
   /** Every setting that shapes the direction, as JSON: saved in state dicts and reports. */
   readonly settings: { [k: string]: JsonValue };
   /**
@@ -30,11 +38,18 @@ export interface Preconditioner {
    * Writes `.grad` of every parameter it was built for (replacing what was there) from the batch's
    * per-sample losses, and returns the step's numbers (`loss` is mean_i l_i, already checked finite).
    */
-  computeGradients(input: StepInput, loss: number): StepStats;
+  computeGradients(input: StepInput, loss: number, rule: RuleContext): StepStats;
+  /** Called once by the optimizer it is given to, with the optimizer's parameters. */
+  attach?(params: readonly Tensor[]): void;
+  /** Forgets what the current forward recorded (a step that stops before its gradient phase). */
+  clear?(): void;
   /** Copies the caller will own. */
   stateDict(): PreconditionerStateDict;
-  /** Restores what stateDict() saved; builds the new state fully before replacing the current one. */
-  loadStateDict(sd: PreconditionerStateDict): void;
+  /**
+   * Restores what stateDict() saved, and the settings it was saved with (hyperparameters come from
+   * the state dict, as in PyTorch); builds the new state fully before replacing the current one.
+   */
+  loadStateDict(sd: PreconditionerStateDict, settings: unknown): void;
   /** Frees its state and stops tapping the model. */
   dispose(): void;
 }

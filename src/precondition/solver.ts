@@ -8,7 +8,7 @@ import { solveCoefficientsBatched } from '../curvature/index.js';
 import type { Tensor } from '../tensor/index.js';
 
 export interface SolveInput {
-  /** float64 [G, B, B]: one Gram per group. */
+  /** float64 [G, B, B]: one Gram per group (an empty [G, 0, 0] for a solver with `needsGram: false`). */
   K: Tensor;
   /** float64 [G]: the diagonal shift of each group (lambda B, or the relative damping's value). */
   shift: Tensor;
@@ -34,6 +34,8 @@ export interface CoefficientSolver {
   readonly name: string;
   /** The solver's options as JSON (recorded in state dicts and reports). */
   readonly settings: Record<string, number | string | boolean>;
+  /** False when alpha depends on the right-hand side alone: no Gram is built (default true). */
+  readonly needsGram?: boolean;
   solve(input: SolveInput): SolveOutput;
   /** Copies the caller will own. */
   stateDict(): SolverStateDict;
@@ -51,6 +53,19 @@ export function choleskySolver(): CoefficientSolver {
       const { alpha, jitter } = solveCoefficientsBatched(K, shift, { rhs });
       return { alpha, stats: { jitter } };
     },
+    stateDict: () => ({ tensors: new Map(), meta: null }),
+    loadStateDict: () => {},
+    dispose: () => {},
+  };
+}
+
+/** alpha = rhs, no system solved: with the uniform right-hand side, SGD's direction through the engine. */
+export function identitySolver(): CoefficientSolver {
+  return {
+    name: 'identity',
+    settings: {},
+    needsGram: false,
+    solve: ({ rhs }) => ({ alpha: rhs, stats: {} }),
     stateDict: () => ({ tensors: new Map(), meta: null }),
     loadStateDict: () => {},
     dispose: () => {},

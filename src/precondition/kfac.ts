@@ -1,8 +1,8 @@
-// K-FAC (Martens & Grosse 2015; conv layers: Grosse & Martens 2016) on top of SGD's rule: the
+// K-FAC (Martens & Grosse 2015; conv layers: Grosse & Martens 2016) as a preconditioner: the
 // Fisher block of each Linear/Conv2d layer is approximated by A (x) G, so its preconditioned gradient
 // is V = G^-1 grad_W A^-1 with the bias gradient as the last column of grad_W (A carries the
-// homogeneous coordinate). V goes into .grad and SGD's update (momentum, Nesterov, weight decay)
-// takes it from there, as in the usual K-FAC implementations.
+// homogeneous coordinate). V goes into .grad and the rule it is paired with (SGD with momentum, as in
+// the usual K-FAC implementations, or AdamW) takes it from there.
 //
 // Factors come from the curvature engine (src/curvature, conventions in layers.ts):
 //   A = E_{i,t}[a a^T] (trailing 1 for the bias), G = (1/B) sum_{i,t} d d^T with d = d l_i / d z_it,
@@ -22,8 +22,8 @@
 //      factors (invUpdateEvery need not be a multiple of covUpdateEvery).
 //   4. V = G^-1 grad A^-1 per covered layer, then KL clipping (Ba et al. 2017):
 //      nu = min(1, sqrt(klClip / sum_p lr_p^2 <V_p, grad_p>)) over the preconditioned parameters p
-//      (each with its group's lr), every V times nu; fallback parameters are not clipped.
-//   5. SGD's update.
+//      (each with its group's lr in the rule), every V times nu; fallback parameters are not clipped.
+//   5. the rule's update.
 // Embedding layers and parameters outside Linear/Conv2d (norm affine parameters, grouped convs, ...)
 // keep their plain mean-loss gradient, first order; `fallbackParams()` names them.
 import { CurvatureEngine, type LayerCurvature } from '../curvature/index.js';
@@ -31,11 +31,12 @@ import { Embedding, type Linear } from '../nn/linear.js';
 import type { Conv2d } from '../nn/conv.js';
 import type { Module } from '../nn/module.js';
 import type { TappableLayer } from '../nn/taps.js';
+import { checkOption, type StepInput, type StepStats } from '../optim/optimizer.js';
 import { cat, eye, full, keep, linalg, noGrad, scope, type Tensor } from '../tensor/index.js';
-import { checkOption, type ParamGroup, type ParamsInput, type StepInput, type StepStats } from './optimizer.js';
-import { SGD, type SGDHyper, type SGDOptions } from './sgd.js';
+import { warn } from '../warnings.js';
+import type { Preconditioner, PreconditionerStateDict, RuleContext } from './preconditioner.js';
 
-export interface KFACOptions extends SGDOptions {
+export interface KfacOptions {
   /** lambda, the Tikhonov damping of the Fisher blocks (default 1e-3). */
   damping?: number;
   /** Running-average decay of A and G (default 0.95). */
@@ -46,8 +47,16 @@ export interface KFACOptions extends SGDOptions {
   invUpdateEvery?: number;
   /** KL clipping bound (default 1e-3); null or 0 disables it. */
   klClip?: number | null;
-  /** Parameters to optimize, or parameter groups (default: all of the model's). */
-  params?: ParamsInput<SGDHyper>;
+}
+
+/** KFAC's settings, as saved in state dicts (restored from them, like group hyperparameters). */
+export interface KfacSettings {
+  [k: string]: number | null;
+  damping: number;
+  statDecay: number;
+  covUpdateEvery: number;
+  invUpdateEvery: number;
+  klClip: number | null;
 }
 
 /** One covered layer's state: running factors (float64) and damped inverses (layer dtype). */
@@ -58,55 +67,55 @@ interface Factors {
   Ginv: Tensor | null;
 }
 
-/** What extraStateDict saves besides tensors (the KFAC knobs are restored like group hyperparameters). */
-interface KFACMeta {
+interface KfacMeta {
   steps: number;
-  damping: number;
-  statDecay: number;
-  covUpdateEvery: number;
-  invUpdateEvery: number;
-  klClip: number | null;
   layers: { name: string; inverses: boolean }[];
 }
 
-export class KFAC extends SGD {
-  override readonly kind: string = 'KFAC';
-  readonly engine: CurvatureEngine;
-  damping: number;
-  statDecay: number;
-  covUpdateEvery: number;
-  invUpdateEvery: number;
-  klClip: number | null;
+export class KfacPreconditioner implements Preconditioner {
+  readonly name = 'kfac';
+  readonly label = 'KFAC';
+  #settings: KfacSettings;
+  readonly #model: Module;
+  /** Built when the optimizer attaches: which layers are covered depends on the parameters it owns. */
+  #engine: CurvatureEngine | null = null;
   /** Steps taken by computeGradients (the factor and inverse schedules count these). */
   #steps = 0;
   readonly #factors = new Map<string, Factors>();
-  readonly #fallback: string[];
-  readonly #groupOf = new Map<Tensor, ParamGroup<SGDHyper>>();
+  #fallback: string[] = [];
 
-  constructor(model: Module, o: KFACOptions) {
-    const { damping = 1e-3, statDecay = 0.95, covUpdateEvery = 10, invUpdateEvery = 100, klClip = 1e-3, params, ...sgd } = o;
-    super(params ?? model.parameters(), sgd);
-    const owner = new.target.name;
-    this.damping = checkOption(owner, 'damping', damping, { min: 0, minExclusive: true });
-    this.statDecay = checkOption(owner, 'statDecay', statDecay, { min: 0, max: 1, maxExclusive: true });
-    this.covUpdateEvery = checkInt(owner, 'covUpdateEvery', covUpdateEvery);
-    this.invUpdateEvery = checkInt(owner, 'invUpdateEvery', invUpdateEvery);
-    this.klClip = klClip === null || klClip === 0 ? null : checkOption(owner, 'klClip', klClip, { min: 0, minExclusive: true });
+  constructor(model: Module, o: KfacOptions = {}) {
+    this.#model = model;
+    this.#settings = checkSettings('KFAC', {
+      damping: o.damping ?? 1e-3, statDecay: o.statDecay ?? 0.95, covUpdateEvery: o.covUpdateEvery ?? 10,
+      invUpdateEvery: o.invUpdateEvery ?? 100, klClip: o.klClip === 0 ? null : o.klClip === undefined ? 1e-3 : o.klClip,
+    });
+  }
 
-    for (const g of this.paramGroups) for (const p of g.params) this.#groupOf.set(p, g);
-    const named = model.namedParameters();
+  get settings(): KfacSettings {
+    return { ...this.#settings };
+  }
+
+  /** The curvature engine (after the optimizer attached). */
+  get engine(): CurvatureEngine {
+    if (this.#engine === null) throw new Error('KFAC: not attached to an optimizer yet (pass it as the `preconditioner` option of a rule)');
+    return this.#engine;
+  }
+
+  attach(params: readonly Tensor[]): void {
+    if (this.#engine !== null) throw new Error('KFAC: this preconditioner is already attached to an optimizer');
+    const named = this.#model.namedParameters();
     const inModel = new Set(named.map(([, p]) => p));
-    const stray = this.params.findIndex((p) => !inModel.has(p));
-    if (stray >= 0) throw new Error(`${owner}: parameter ${stray} is not a parameter of the model (the curvature engine could not give it a gradient)`);
+    const stray = params.findIndex((p) => !inModel.has(p));
+    if (stray >= 0) throw new Error(`KFAC: parameter ${stray} is not a parameter of the model (the curvature engine could not give it a gradient)`);
     // Precondition a layer only when the optimizer owns all of its parameters; embeddings have a
     // diagonal A that this implementation does not use, so they stay first order.
-    const owned = (layer: TappableLayer): boolean => layerParams(layer).every((p) => this.#groupOf.has(p) && p.requiresGrad);
-    this.engine = new CurvatureEngine(model, { filter: (_name, layer) => !(layer instanceof Embedding) && owned(layer) });
-    const covered = new Set(this.engine.coveredParams.map((c) => c.param));
-    this.#fallback = named.filter(([, p]) => this.#groupOf.has(p) && !covered.has(p)).map(([n]) => n);
-    if (this.#fallback.length > 0) {
-      process.stderr.write(`KFAC: first-order fallback for ${this.#fallback.length} parameters: ${this.#fallback.join(', ')}\n`);
-    }
+    const owned = new Set(params);
+    const ownsAll = (layer: TappableLayer): boolean => layerParams(layer).every((p) => owned.has(p) && p.requiresGrad);
+    this.#engine = new CurvatureEngine(this.#model, { filter: (_name, layer) => !(layer instanceof Embedding) && ownsAll(layer) });
+    const covered = new Set(this.#engine.coveredParams.map((c) => c.param));
+    this.#fallback = named.filter(([, p]) => owned.has(p) && !covered.has(p)).map(([n]) => n);
+    if (this.#fallback.length > 0) warn('KFAC', `KFAC: first-order fallback for ${this.#fallback.length} parameters: ${this.#fallback.join(', ')}`);
   }
 
   /** Names of the optimized parameters that get the plain mean-loss gradient (not preconditioned). */
@@ -115,15 +124,16 @@ export class KFAC extends SGD {
   }
 
   /** The factor update every covUpdateEvery steps; the rarer inverses (invUpdateEvery) are left out. */
-  override get costPeriod(): number {
-    return this.covUpdateEvery;
+  get costPeriod(): number {
+    return this.#settings.covUpdateEvery;
   }
 
-  protected override computeGradients(input: StepInput, loss: number): StepStats {
-    if (!Number.isFinite(loss)) {
-      this.engine.clear();
-      throw new Error(`${this.kind}: the loss is ${loss}; parameters and factors left unchanged`);
-    }
+  clear(): void {
+    this.#engine?.clear();
+  }
+
+  computeGradients(input: StepInput, loss: number, rule: RuleContext): StepStats {
+    const { covUpdateEvery, invUpdateEvery } = this.#settings;
     const k = this.#steps;
     const cap = this.engine.capture(input.perSampleLoss);
     let nu = 1;
@@ -133,15 +143,15 @@ export class KFAC extends SGD {
       noGrad(() => {
         for (const l of cap.layers) {
           const f = this.#factors.get(l.name);
-          if (f === undefined || k % this.covUpdateEvery === 0) this.#updateFactors(l, f);
+          if (f === undefined || k % covUpdateEvery === 0) this.#updateFactors(l, f);
           const g = this.#factors.get(l.name)!;
-          if (g.Ainv === null || k % this.invUpdateEvery === 0) this.#invert(l.name, g, l.params[0].dtype);
+          if (g.Ainv === null || k % invUpdateEvery === 0) this.#invert(l.name, g, l.params[0].dtype);
         }
       });
       // The factors have read the capture: the gradient may consume it.
       scope(() => cap.writeWeightedGradients(full([b], 1 / b, { dtype: input.perSampleLoss.dtype, device: input.perSampleLoss.device }), { consume: true }));
       noGrad(() => {
-        nu = this.#precondition(layers);
+        nu = this.#precondition(layers, rule);
       });
     } finally {
       cap.dispose();
@@ -154,12 +164,13 @@ export class KFAC extends SGD {
   #updateFactors(l: LayerCurvature, f: Factors | undefined): void {
     scope(() => {
       const { A, G, aDiagonal } = l.kfac();
-      if (aDiagonal) throw new Error(`${this.kind}: layer '${l.name}' has a diagonal A (embedding); it should have been left to the fallback`);
+      const { statDecay } = this.#settings;
+      if (aDiagonal) throw new Error(`${this.label}: layer '${l.name}' has a diagonal A (embedding); it should have been left to the fallback`);
       if (f === undefined) {
         this.#factors.set(l.name, { A: keep(A.double().clone()), G: keep(G.double().clone()), Ainv: null, Ginv: null });
       } else {
-        f.A.mul_(this.statDecay).add_(A.double(), 1 - this.statDecay);
-        f.G.mul_(this.statDecay).add_(G.double(), 1 - this.statDecay);
+        f.A.mul_(statDecay).add_(A.double(), 1 - statDecay);
+        f.G.mul_(statDecay).add_(G.double(), 1 - statDecay);
       }
     });
   }
@@ -174,11 +185,11 @@ export class KFAC extends SGD {
       // A zero G (no gradient reached the layer yet) would make pi infinite: split the damping evenly.
       let pi = Math.sqrt(trA / trG);
       if (!Number.isFinite(pi) || pi <= 0) pi = 1;
-      const s = Math.sqrt(this.damping);
+      const s = Math.sqrt(this.#settings.damping);
       const o = { dtype: 'float64' as const, device: f.A.device };
       return [
-        spdInverse(f.A.add(eye(dA, o).mul(pi * s)), `${this.kind}: A of layer '${name}'`).to(dtype),
-        spdInverse(f.G.add(eye(dG, o).mul(s / pi)), `${this.kind}: G of layer '${name}'`).to(dtype),
+        spdInverse(f.A.add(eye(dA, o).mul(pi * s)), `${this.label}: A of layer '${name}'`).to(dtype),
+        spdInverse(f.G.add(eye(dG, o).mul(s / pi)), `${this.label}: G of layer '${name}'`).to(dtype),
       ];
     });
     f.Ainv?.dispose();
@@ -188,7 +199,7 @@ export class KFAC extends SGD {
   }
 
   /** .grad <- nu G^-1 [grad_W, grad_b] A^-1 for every covered layer; returns nu. */
-  #precondition(layers: { name: string; params: [Tensor, Tensor | null] }[]): number {
+  #precondition(layers: { name: string; params: [Tensor, Tensor | null] }[], rule: RuleContext): number {
     return scope(() => {
       const work: { w: Tensor; b: Tensor | null; V: Tensor }[] = [];
       let vg: Tensor | null = null;
@@ -201,18 +212,19 @@ export class KFAC extends SGD {
         const X = gb === null ? flat : cat([flat, gb.unsqueeze(1)], 1);
         const V = f.Ginv!.mm(X).mm(f.Ainv!);
         // lr^2 <V, grad>, each parameter with its group's lr (biases often sit in another group).
-        const lrW = this.#groupOf.get(w)!.lr;
+        const lrW = rule.lrOf(w);
         const vx = V.mul(X).double();
         const din = flat.size(1);
         let term = vx.narrow(1, 0, din).sum().mul(lrW * lrW);
-        if (b !== null) term = term.add(vx.select(1, din).sum(), this.#groupOf.get(b)!.lr ** 2);
+        if (b !== null) term = term.add(vx.select(1, din).sum(), rule.lrOf(b) ** 2);
         vg = vg === null ? term : vg.add(term);
         work.push({ w, b, V });
       }
       let nu = 1;
-      if (this.klClip !== null && vg !== null) {
+      const { klClip } = this.#settings;
+      if (klClip !== null && vg !== null) {
         const s = vg.item();
-        if (s > 0) nu = Math.min(1, Math.sqrt(this.klClip / s));
+        if (s > 0) nu = Math.min(1, Math.sqrt(klClip / s));
       }
       for (const { w, b, V } of work) {
         const din = V.size(1) - (b === null ? 0 : 1);
@@ -224,9 +236,9 @@ export class KFAC extends SGD {
     });
   }
 
-  protected override extraStateDict(): { tensors: Map<string, Tensor>; meta: unknown } {
+  stateDict(): PreconditionerStateDict {
     const tensors = new Map<string, Tensor>();
-    const layers: KFACMeta['layers'] = [];
+    const layers: KfacMeta['layers'] = [];
     noGrad(() => {
       for (const [name, f] of this.#factors) {
         tensors.set(`${name}.A`, f.A.clone());
@@ -238,22 +250,18 @@ export class KFAC extends SGD {
         layers.push({ name, inverses: f.Ainv !== null });
       }
     });
-    const { damping, statDecay, covUpdateEvery, invUpdateEvery, klClip } = this;
-    const meta: KFACMeta = { steps: this.#steps, damping, statDecay, covUpdateEvery, invUpdateEvery, klClip, layers };
-    return { tensors, meta };
+    return { tensors, meta: { steps: this.#steps, layers } };
   }
 
-  protected override loadExtraStateDict(tensors: Map<string, Tensor>, meta: unknown): void {
-    const who = `${this.kind}.loadStateDict`;
-    const m = meta as KFACMeta | null;
+  loadStateDict(sd: PreconditionerStateDict, settings: unknown): void {
+    const who = 'KFAC.loadStateDict';
+    const tensors = sd.tensors;
+    const m = sd.meta as unknown as KfacMeta | null;
     if (m === null || typeof m !== 'object' || !Number.isInteger(m.steps) || m.steps < 0 || !Array.isArray(m.layers)) {
       throw new Error(`${who}: missing or malformed KFAC state (steps, layers)`);
     }
-    checkOption(who, 'damping', m.damping, { min: 0, minExclusive: true });
-    checkOption(who, 'statDecay', m.statDecay, { min: 0, max: 1, maxExclusive: true });
-    checkInt(who, 'covUpdateEvery', m.covUpdateEvery);
-    checkInt(who, 'invUpdateEvery', m.invUpdateEvery);
-    if (m.klClip !== null) checkOption(who, 'klClip', m.klClip, { min: 0, minExclusive: true });
+    if (settings === null || typeof settings !== 'object') throw new Error(`${who}: the state dict has no KFAC settings`);
+    const restored = checkSettings(who, settings as KfacSettings);
     const layers = new Map(this.engine.layers.map((l) => [l.name, l.layer] as const));
     const loaded = new Map<string, Factors>();
     const take = (key: string, n: number, dtype: Tensor['dtype'], device: Tensor['device']): Tensor => {
@@ -286,20 +294,25 @@ export class KFAC extends SGD {
     this.#factors.clear();
     for (const [n, f] of loaded) this.#factors.set(n, f);
     this.#steps = m.steps;
-    this.damping = m.damping;
-    this.statDecay = m.statDecay;
-    this.covUpdateEvery = m.covUpdateEvery;
-    this.invUpdateEvery = m.invUpdateEvery;
-    this.klClip = m.klClip;
+    this.#settings = restored;
   }
 
-  /** Frees factors and inverses and stops the engine's recording (the optimizer is done). */
-  override dispose(): void {
+  /** Frees factors and inverses and stops the engine's recording. */
+  dispose(): void {
     disposeFactors(this.#factors);
     this.#factors.clear();
-    this.engine.dispose();
-    super.dispose();
+    this.#engine?.dispose();
   }
+}
+
+function checkSettings(owner: string, s: KfacSettings): KfacSettings {
+  return {
+    damping: checkOption(owner, 'damping', s.damping, { min: 0, minExclusive: true }),
+    statDecay: checkOption(owner, 'statDecay', s.statDecay, { min: 0, max: 1, maxExclusive: true }),
+    covUpdateEvery: checkInt(owner, 'covUpdateEvery', s.covUpdateEvery),
+    invUpdateEvery: checkInt(owner, 'invUpdateEvery', s.invUpdateEvery),
+    klClip: s.klClip === null ? null : checkOption(owner, 'klClip', s.klClip, { min: 0, minExclusive: true }),
+  };
 }
 
 function layerParams(layer: TappableLayer): Tensor[] {

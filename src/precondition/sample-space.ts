@@ -1,0 +1,271 @@
+// Sample-space preconditioners (FNGD.md sections 1, 2, 8): the direction is a weighted sum of the
+// batch's per-sample gradients, d_g = U_g alpha_g per group g, with coefficients from a small
+// B x B system over the per-sample engine's Grams:
+//   alpha_g = normalize( solve( K_g + shift_g I, rhs_g ) )
+// Each concern is one part, and a method is a configuration of them (methods.ts):
+//   groups     layer-wise (one K_l, alpha_l per covered layer: block-diagonal F) or global
+//              (K = sum_l K_l, one alpha for every layer)
+//   damping    damping.ts: absolute or relative, decay, floor
+//   rhs        rhs.ts: ones (empirical Fisher), iEF's logit-gradient norms, uniform (SGD's 1/B)
+//   solver     solver.ts: Cholesky, or the thermodynamic simulation (thermodynamic.ts)
+//   normalize  'sum' rescales each alpha_g to sum to 1 (SGD's alpha_i = 1/B sums to 1: the
+//              direction at SGD's step size, so SGD's learning rates carry over); 'none' keeps the
+//              exact damped solution ((F + lambda I)^-1 gbar for NGD)
+//   reuse      reuse.ts: FNGD's store around any of the above
+// Parameters the engine does not cover (norm affine parameters, ...) get the plain mean-loss
+// gradient; `coverage()` says which.
+import { CurvatureEngine, type Capture, type CurvatureOptions } from '../curvature/index.js';
+import type { Module } from '../nn/module.js';
+import type { StepInput, StepStats } from '../optim/optimizer.js';
+import { empty, noGrad, scope, stack, zeros, type Tensor } from '../tensor/index.js';
+import { warn } from '../warnings.js';
+import { checkDamping, diagonalShift, type Damping, type DampingMode } from './damping.js';
+import type { JsonValue, Preconditioner, PreconditionerStateDict } from './preconditioner.js';
+import { CoefficientReuse, reuseSettings, type ReuseOptions, type ReuseSettings } from './reuse.js';
+import { RIGHT_HAND_SIDES, rightHandSide, type RightHandSide } from './rhs.js';
+import { choleskySolver, type CoefficientSolver } from './solver.js';
+
+export type GroupMode = 'layerwise' | 'global';
+export type Normalize = 'sum' | 'none';
+
+/** Which parameters share one alpha: every covered layer (global), or one row per named layer. */
+export type CoefficientGroups = { kind: 'global' } | { kind: 'layerwise'; layers: string[] };
+
+/** One batch's coefficients: float64 [G, B], G = 1 (global) or the number of layers. */
+export interface Coefficients {
+  alpha: Tensor;
+  groups: CoefficientGroups;
+}
+
+export interface SampleSpaceOptions {
+  /** lambda (default 10, relative: the searched value on MNIST and CIFAR-10). */
+  damping?: number;
+  /** default 'relative'. */
+  dampingMode?: DampingMode;
+  /** Multiply lambda by this after every epoch (default 1: constant). */
+  dampingDecay?: number;
+  /** The floor of the decayed lambda (default 0). */
+  minDamping?: number;
+  /** default 'layerwise'. */
+  mode?: GroupMode;
+  /** default 'sum'. */
+  normalize?: Normalize;
+  /** default 'ones' (the empirical Fisher). */
+  rhs?: RightHandSide;
+  /** default Cholesky. */
+  solver?: CoefficientSolver;
+  /** iEF: the layer whose output is the logits (default: the last covered layer to run). */
+  outputLayer?: string;
+  /** Store and reuse coefficients across epochs (FNGD); null: solve every step. */
+  reuse?: ReuseOptions | null;
+  /** Curvature engine options (memory bound, Gram method, which layers). */
+  curvature?: CurvatureOptions;
+}
+
+/** What a sample-space rule is, as JSON (state dicts, reports). */
+export interface SampleSpaceSettings {
+  [k: string]: JsonValue;
+  mode: GroupMode;
+  damping: number;
+  dampingMode: DampingMode;
+  dampingDecay: number;
+  minDamping: number;
+  normalize: Normalize;
+  rhs: RightHandSide;
+  outputLayer: string | null;
+  solver: { [k: string]: JsonValue };
+  reuse: { [k: string]: JsonValue } | null;
+}
+
+export class SampleSpacePreconditioner implements Preconditioner {
+  readonly name: string;
+  readonly label: string;
+  readonly engine: CurvatureEngine;
+  readonly solver: CoefficientSolver;
+  readonly reuse: CoefficientReuse | null;
+  readonly costPeriod = 1;
+  #damping: Damping;
+  readonly #mode: GroupMode;
+  readonly #normalize: Normalize;
+  readonly #rhs: RightHandSide;
+  readonly #outputLayer: string | null;
+  #warnedB1 = false;
+
+  constructor(model: Module, o: SampleSpaceOptions & { name: string; label: string }) {
+    const owner = o.label;
+    const { damping = 10, dampingMode = 'relative', dampingDecay = 1, minDamping = 0, mode = 'layerwise', normalize = 'sum', rhs = 'ones' } = o;
+    this.#damping = checkDamping(owner, { value: damping, mode: dampingMode, decay: dampingDecay, floor: minDamping });
+    if (mode !== 'layerwise' && mode !== 'global') throw new RangeError(`${owner}: option 'mode' must be 'layerwise' or 'global', got '${String(mode)}'`);
+    if (normalize !== 'sum' && normalize !== 'none') throw new RangeError(`${owner}: option 'normalize' must be 'sum' or 'none', got '${String(normalize)}'`);
+    if (!RIGHT_HAND_SIDES.includes(rhs)) throw new RangeError(`${owner}: option 'rhs' must be one of ${RIGHT_HAND_SIDES.join(', ')}, got '${String(rhs)}'`);
+    // Checked before the engine taps the model: a throw after would leave it tapped.
+    const reuse = o.reuse === undefined || o.reuse === null ? null : reuseSettings(owner, o.reuse);
+    this.name = o.name;
+    this.label = o.label;
+    this.#mode = mode;
+    this.#normalize = normalize;
+    this.#rhs = rhs;
+    this.#outputLayer = o.outputLayer ?? null;
+    this.solver = o.solver ?? choleskySolver();
+    this.reuse = reuse === null ? null : new CoefficientReuse(reuse);
+    this.engine = new CurvatureEngine(model, o.curvature);
+    if (this.engine.layers.length === 0) {
+      this.engine.dispose();
+      throw new Error(`${owner}: the model has no Linear, Conv2d or Embedding layer to precondition`);
+    }
+  }
+
+  get settings(): SampleSpaceSettings {
+    const d = this.#damping;
+    return {
+      mode: this.#mode, damping: d.value, dampingMode: d.mode, dampingDecay: d.decay, minDamping: d.floor,
+      normalize: this.#normalize, rhs: this.#rhs, outputLayer: this.#outputLayer,
+      solver: { name: this.solver.name, ...this.solver.settings },
+      reuse: this.reuse === null ? null : { ...this.reuse.settings },
+    };
+  }
+
+  /** Which parameters get the preconditioned direction and which the first-order fallback. */
+  coverage(): { covered: string[]; uncovered: string[] } {
+    return this.engine.coverage();
+  }
+
+  /** FNGD's store (null without reuse, or before the first solve). */
+  get store(): CoefficientReuse['store'] {
+    return this.reuse?.store ?? null;
+  }
+
+  clear(): void {
+    this.engine.clear();
+  }
+
+  computeGradients(input: StepInput, loss: number): StepStats {
+    const cap = this.engine.capture(input.perSampleLoss);
+    const reuse = this.reuse;
+    if (reuse === null) {
+      const { stats, ...c } = this.solve(cap, input.epoch);
+      this.#write(cap, c);
+      return { loss, ...stats };
+    }
+    if (reuse.solvesAt(input.epoch)) {
+      const { stats, ...c } = this.solve(cap, input.epoch);
+      this.#write(cap, c);
+      reuse.put(input, c);
+      return { loss, ...stats, reused: 0 };
+    }
+    const looked = reuse.lookup(input, cap.layers[0]?.params[0].device ?? 'cpu');
+    // Stored rows summed to 1 within their solve-epoch batch; in a reshuffled batch, restore the sum.
+    const alpha = this.#normalize === 'sum' ? looked.alpha.div(looked.alpha.sum(1, true)) : looked.alpha;
+    const stored: Coefficients = { alpha, groups: looked.groups };
+    if (reuse.probeDue()) {
+      const { stats: _stats, ...fresh } = this.solve(cap, input.epoch);
+      const cosine = directionCosine(cap, stored, fresh);
+      reuse.noteProbe(cosine, input.epoch);
+      this.#write(cap, fresh);
+      return { loss, reused: 1, missing: looked.missing, probeCosine: cosine };
+    }
+    this.#write(cap, stored);
+    return { loss, reused: 1, missing: looked.missing };
+  }
+
+  /** The coefficients of a captured batch: Grams, damping, right-hand side, solver, normalization. */
+  solve(cap: Capture, epoch: number): Coefficients & { stats: Record<string, number> } {
+    const b = cap.batchSize;
+    if (b === 1 && !this.#warnedB1) {
+      this.#warnedB1 = true;
+      warn(this.label, `${this.label}: batch of 1 sample: the direction is the plain gradient rescaled (alpha = r/(K + shift))`);
+    }
+    const groups: CoefficientGroups = this.#mode === 'global' ? { kind: 'global' } : { kind: 'layerwise', layers: cap.layers.map((l) => l.name) };
+    const g = groups.kind === 'global' ? 1 : groups.layers.length;
+    // The Grams are cached by the capture (a probe reads them again): made outside the scope.
+    const needsGram = this.solver.needsGram !== false;
+    const grams = !needsGram ? [] : noGrad(() => (groups.kind === 'global' ? [cap.globalGram()] : groups.layers.map((name) => cap.gram(name))));
+    return noGrad(() => scope(() => {
+      const K = needsGram ? stack(grams) : empty([g, 0, 0], { dtype: 'float64' });
+      const shift = needsGram ? diagonalShift(this.#damping, K, epoch) : zeros([g], { dtype: 'float64' });
+      const rhs = rightHandSide(this.#rhs, cap, g, this.#outputLayer);
+      const { alpha, stats } = this.solver.solve({ K, shift, rhs });
+      const rows = this.#normalize === 'sum' ? alpha.div(alpha.sum(1, true)) : alpha;
+      return { alpha: rows, groups, stats };
+    }));
+  }
+
+  /** .grad = sum_i alpha_i g_i per group; the batch's last use of the capture (consumed). */
+  #write(cap: Capture, c: Coefficients): void {
+    // Global coefficients also go through the capture, although one backward of sum_i alpha_i l_i
+    // (engine.writeGlobalWeightedGradients) gives the covered layers the same sum (up to BatchNorm's
+    // coupling of samples): it would weight the uncovered parameters' gradients by alpha too, and a
+    // reuse step would then no longer equal the solve step it replays.
+    if (c.groups.kind === 'global') {
+      cap.writeWeightedGradients(c.alpha.select(0, 0), { consume: true });
+    } else {
+      const perLayer = new Map<string, Tensor>();
+      c.groups.layers.forEach((name, g) => perLayer.set(name, c.alpha.select(0, g)));
+      cap.writeWeightedGradients(perLayer, { consume: true });
+    }
+  }
+
+  stateDict(): PreconditionerStateDict {
+    const tensors = new Map<string, Tensor>();
+    const solver = this.solver.stateDict();
+    for (const [k, t] of solver.tensors) tensors.set(`solver.${k}`, t);
+    const reuse = this.reuse?.stateDict() ?? { tensors: new Map(), meta: null };
+    for (const [k, t] of reuse.tensors) tensors.set(`reuse.${k}`, t);
+    return { tensors, meta: { solver: solver.meta as JsonValue, reuse: reuse.meta as unknown as JsonValue } };
+  }
+
+  loadStateDict(sd: PreconditionerStateDict, settings: unknown): void {
+    const who = `${this.label}.loadStateDict`;
+    const saved = settings as SampleSpaceSettings | null;
+    const now = this.settings;
+    if (saved === null || typeof saved !== 'object') throw new Error(`${who}: the state dict has no ${this.label} settings`);
+    // What shapes the stored state must match; the damping schedule is restored from the dict.
+    for (const k of ['mode', 'normalize', 'rhs', 'outputLayer', 'solver', 'reuse'] as const) {
+      if (JSON.stringify(saved[k]) !== JSON.stringify(now[k])) {
+        throw new Error(`${who}: setting '${k}' is ${JSON.stringify(saved[k])} in the state dict, ${JSON.stringify(now[k])} here`);
+      }
+    }
+    const damping = checkDamping(who, { value: saved.damping, mode: saved.dampingMode, decay: saved.dampingDecay, floor: saved.minDamping });
+    const meta = (sd.meta ?? {}) as { solver?: unknown; reuse?: unknown };
+    const part = (prefix: string): Map<string, Tensor> => {
+      const out = new Map<string, Tensor>();
+      for (const [k, t] of sd.tensors) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), t);
+      return out;
+    };
+    this.reuse?.loadStateDict(part('reuse.'), meta.reuse ?? null, who);
+    this.solver.loadStateDict({ tensors: part('solver.'), meta: meta.solver ?? null });
+    this.#damping = damping;
+  }
+
+  dispose(): void {
+    this.engine.dispose();
+    this.solver.dispose();
+  }
+}
+
+/** cos(U a, U a') over every covered layer, from the Grams: no per-sample gradient is built. */
+export function directionCosine(cap: Capture, a: Coefficients, b: Coefficients): number {
+  return noGrad(() => scope(() => {
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (const [name, K] of cap.grams()) {
+      const ra = rowFor(a, name);
+      const rb = rowFor(b, name);
+      const Kb = K.matmul(rb);
+      ab += ra.dot(Kb).item();
+      aa += ra.dot(K.matmul(ra)).item();
+      bb += rb.dot(Kb).item();
+    }
+    return ab / Math.sqrt(Math.max(aa * bb, 1e-300));
+  }));
+}
+
+function rowFor(c: Coefficients, name: string): Tensor {
+  if (c.groups.kind === 'global') return c.alpha.select(0, 0);
+  const g = c.groups.layers.indexOf(name);
+  if (g < 0) throw new Error(`no coefficients for layer '${name}'`);
+  return c.alpha.select(0, g);
+}
+
+export type { ReuseSettings };
