@@ -19,10 +19,13 @@
 //               block), its time per step as for the others
 //   ief, fast_ief_reuse  iEF every step (NGD's work plus the logit-gradient norms), and its
 //               coefficients reused through FNGD's store
+//   thermo_ngd  thermodynamic NGD simulated at the paper's settings (t = 50 tau, dt = 0.1 tau: 500
+//               Euler-Maruyama steps of a batched [G, B, B] product per solve); thermo_ngd_dt05 the
+//               same analog time in 100 steps of 0.5 tau
 // Every method runs with SGD's rule (momentum 0.9) on the same model and batch.
 import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
 import { SGD, type Optimizer } from '../src/optim/index.js';
-import { engineSgd, fastIef, fngd, ief, kfac, ngd, type Preconditioner } from '../src/precondition/index.js';
+import { engineSgd, fastIef, fngd, ief, kfac, ngd, thermodynamicNgd, type Preconditioner } from '../src/precondition/index.js';
 import { getNumThreads, keep, manualSeed, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
 import { bracketedRatios, flag, median, positiveFlag, report, summarizeRatios, timeWholePeriods } from './timing.js';
 
@@ -67,6 +70,8 @@ for (const c of cases) {
     kfac: make((m) => kfac(m)),
     ief: make((m) => ief(m)),
     fast_ief_reuse: make((m) => fastIef(m, { numSamples: B })),
+    thermo_ngd: make((m) => thermodynamicNgd(m)),
+    thermo_ngd_dt05: make((m) => thermodynamicNgd(m, { dt: 0.5 })),
   };
   const reuses = new Set(['fngd_reuse', 'fast_ief_reuse']);
   const step = (r: { model: Layer; opt: Optimizer }, epoch: number): void => {
