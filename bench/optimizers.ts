@@ -96,6 +96,10 @@ for (const c of cases) {
   // Both bracketed by the same round's SGD blocks: their quotient is the coefficients' own cost.
   put('fngd_reuse_over_sgd_engine', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.sgd_engine![i]!));
   result[`rounds_${c.name}`] = rounds;
+  // The analog solver's time per step (t tau, all groups in parallel) beside the simulation's.
+  const thermo = runs.thermo_ngd.opt.preconditioner!.settings.solver as { t: number; tau: number };
+  result[`thermo_ngd_analog_s_per_step_${c.name}`] = thermo.t * thermo.tau;
+  result[`thermo_ngd_digital_s_per_step_${c.name}`] = (median(t.reference) * (result[`thermo_ngd_over_sgd_${c.name}`] as number));
   for (const r of Object.values(runs)) {
     r.opt.dispose();
     r.model.dispose();

@@ -210,6 +210,7 @@ test('registry: every method\'s factory defaults are the registry\'s (one defaul
       continue;
     }
     const settings = { ...pre.settings } as Record<string, unknown>;
+    assert.equal(pre.costPeriod, e.costPeriod(v), `${name}: the registry's cost period is the built one's`);
     pre.dispose();
     // The factory with no options at all, for comparison with the registry's defaults.
     const factories: Record<string, () => Preconditioner> = {

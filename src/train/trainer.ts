@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { deriveSeed, type BaseBatch } from '../data/index.js';
 import { applySchedule, type Optimizer, type Schedule } from '../optim/index.js';
 import { manualSeed, scope } from '../tensor/index.js';
+import { warn } from '../warnings.js';
 import { loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
 import { ProgressBar } from './progress.js';
 import type { Task } from './task.js';
@@ -56,6 +57,8 @@ export interface StepRecord {
   step: number;
   loss: number;
   lr: number;
+  /** The method's own numbers for the step (jitter, reused, missing, analog_s, ...), when it has any. */
+  stats?: Record<string, number>;
 }
 
 export interface TrainResult {
@@ -120,14 +123,15 @@ export class Trainer<B extends BaseBatch> {
         while (state.step < epoch.length) {
           const lr = o.schedule ? applySchedule(optimizer, o.schedule, state.globalStep)[0]! : optimizer.getLr();
           manualSeed(deriveSeed(o.seed, STEP_STREAM, state.epoch, state.step));
-          const { loss, n } = scope(() => {
+          const { loss, n, extra } = scope(() => {
             const batch = epoch.batch(state.step);
             const perSampleLoss = task.perSampleLoss(batch);
-            const stats = optimizer.step({ perSampleLoss, sampleIds: batch.ids, epoch: state.epoch, batchIndex: state.step });
-            return { loss: stats.loss, n: batch.ids.length };
+            const { loss: l, ...rest } = optimizer.step({ perSampleLoss, sampleIds: batch.ids, epoch: state.epoch, batchIndex: state.step });
+            return { loss: l, n: batch.ids.length, extra: rest };
           });
           if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at epoch ${state.epoch + 1}, step ${state.step}`);
           const rec: StepRecord = { epoch: state.epoch, step: state.step, loss, lr };
+          if (Object.keys(extra).length > 0) rec.stats = extra;
           state.steps.push(rec);
           if (o.outDir) appendFileSync(join(o.outDir, 'steps.jsonl'), `${JSON.stringify(rec)}\n`);
           state.epochLossSum += loss * n;
@@ -183,8 +187,8 @@ export class Trainer<B extends BaseBatch> {
     }
   }
 
-  /** Resume and stop notices: always shown, a person must know where the run stands. */
+  /** Resume and stop notices, through the reporting hook (the CLI prints them on stderr). */
   private log(msg: string): void {
-    process.stderr.write(`${msg}\n`);
+    warn('Trainer', msg);
   }
 }
