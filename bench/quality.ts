@@ -59,7 +59,6 @@ const shadows: Shadow[] = METHODS.map((name) => {
   const shapes = model.parameters().map((p) => p.shape.join('x')).join(',');
   if (shapes !== params.map((p) => p.shape.join('x')).join(',')) throw new Error(`bench:quality: the shadow model of ${name} differs from the task's`);
   const pre = buildMethod(name, ctxOf(model), resolveValues(name, task, {})).preconditioner!;
-  pre.attach?.(model.parameters());
   return { name, model, pre };
 });
 const rule = { lrOf: (): number => lr };
