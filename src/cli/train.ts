@@ -117,7 +117,7 @@ Ctrl-C checkpoints and stops; --resume continues the same run exactly.`;
 export function trainHelp(): string {
   const methods = Object.entries(METHODS).map(([name, e]) => {
     const opts = Object.keys(e.options).map((f) => `--${f}`).join(' ');
-    return `  ${name.padEnd(9)} ${e.doc}${opts ? `\n            options: ${opts}` : ''}\n            rule: ${e.rule}${e.searched.length ? `; task values searched on ${e.searched.join(', ')}` : '; task values not searched yet'}`;
+    return `  ${name.padEnd(10)} ${e.doc}${opts ? `\n            options: ${opts}` : ''}\n            rule: ${e.rule}${e.searched.length ? `; task values searched on ${e.searched.join(', ')}` : '; task values not searched yet'}`;
   });
   return `${helpText(TRAIN_USAGE, TRAIN_FLAGS)}\nmethods (--optimizer; any pairs with --rule sgd|adamw):\n${methods.join('\n')}\n`;
 }

@@ -10,6 +10,7 @@
 //   thermo-ngd ngd's system solved by a simulated analog OU process       (Donatella et al. 2024)
 //   kfac       Kronecker factors from the same capture                   (Martens & Grosse 2015)
 import type { Module } from '../nn/module.js';
+import { definedOnly } from '../optim/optimizer.js';
 import { KfacPreconditioner, type KfacOptions } from './kfac.js';
 import type { ReuseOptions } from './reuse.js';
 import { SampleSpacePreconditioner, type SampleSpaceOptions } from './sample-space.js';
@@ -42,15 +43,18 @@ export function fngd(model: Module, o: SampleSpaceMethodOptions & StoreOptions):
   return new SampleSpacePreconditioner(model, { ...rest, rhs: 'ones', reuse, name: 'fngd', label: 'FNGD' });
 }
 
+/** iEF's own defaults: light damping and the raw solution (registry.ts says why). */
+const IEF_DEFAULTS = { damping: 0.1, normalize: 'none' as const };
+
 /** iEF every step; `outputLayer` names the logits' layer (default: the last covered layer to run). */
 export function ief(model: Module, o: SampleSpaceMethodOptions & { outputLayer?: string } = {}): SampleSpacePreconditioner {
-  return new SampleSpacePreconditioner(model, { ...o, rhs: 'ief', name: 'ief', label: 'iEF' });
+  return new SampleSpacePreconditioner(model, { ...IEF_DEFAULTS, ...definedOnly(o), rhs: 'ief', name: 'ief', label: 'iEF' });
 }
 
 /** Fast iEF: iEF's coefficients solved in solve epochs and reused, as FNGD reuses NGD's. */
 export function fastIef(model: Module, o: SampleSpaceMethodOptions & { outputLayer?: string } & StoreOptions): SampleSpacePreconditioner {
   const { rest, reuse } = withStore(o);
-  return new SampleSpacePreconditioner(model, { ...rest, rhs: 'ief', reuse, name: 'fast-ief', label: 'fast iEF' });
+  return new SampleSpacePreconditioner(model, { ...IEF_DEFAULTS, ...definedOnly(rest), rhs: 'ief', reuse, name: 'fast-ief', label: 'fast iEF' });
 }
 
 /**

@@ -82,6 +82,16 @@ const SAMPLE_SPACE: Record<string, OptionSpec> = {
   'ngd-mode': { kind: 'string', choices: ['layerwise', 'global'], default: 'layerwise', help: 'one alpha per layer (block-diagonal Fisher) or one for all layers' },
   normalize: { kind: 'string', choices: ['sum', 'none'], default: 'sum', help: 'rescale each alpha to sum to 1 (SGD\'s step size), or keep the raw damped solution' },
 };
+// iEF's right-hand side weighs samples by their logit-gradient norms, which concentrate on the few
+// high-loss samples of a batch: normalizing alpha to sum 1 turns that into a step of a few samples at
+// SGD's learning rate (MNIST: 92.4% against 97.5% raw, docs/RESULTS.md). iEF keeps the raw solution
+// (undamped, g_i^T d = ||d l_i / d z_i||^2: every sample's logits move by one logit-space gradient
+// step times lr) with light damping, as in the iEF paper.
+const IEF_SPACE: Record<string, OptionSpec> = {
+  ...SAMPLE_SPACE,
+  damping: { ...SAMPLE_SPACE.damping!, default: 0.1 },
+  normalize: { ...SAMPLE_SPACE.normalize!, default: 'none' },
+};
 const STORE: Record<string, OptionSpec> = {
   key: { kind: 'string', choices: ['sample', 'slot'], default: 'sample', help: 'store coefficients by dataset sample id or by batch slot' },
   'refresh-every': { kind: 'int', min: 0, default: 0, help: 'solve again every N epochs (0: the first epoch only)' },
@@ -90,7 +100,7 @@ const STORE: Record<string, OptionSpec> = {
 };
 const THERMO: Record<string, OptionSpec> = {
   't-analog': { kind: 'number', min: 0, default: 50, help: 'simulated analog time per solve, in units of the time constant tau (0: SGD\'s direction)' },
-  'dt-analog': { kind: 'number', min: 0, max: 2, default: 0.1, help: 'Euler-Maruyama step, in units of tau' },
+  'dt-analog': { kind: 'number', min: 0, max: 1.99, default: 0.1, help: 'Euler-Maruyama step, in units of tau' },
   kappa0: { kind: 'number', min: 0, default: 0, help: 'noise of the analog solver (stationary covariance kappa0 (K + shift I)^-1)' },
   'warm-start': { kind: 'string', choices: ['uniform', 'previous'], default: 'uniform', help: 'start from SGD\'s uniform coefficients, or from the previous step\'s alpha' },
 };
@@ -159,17 +169,17 @@ export const METHODS: Record<string, MethodEntry> = {
   },
   ief: {
     doc: 'iEF (Wu et al. 2024): the Gram solve with right-hand side ||d l_i / d z_i||^2 (logit-gradient norms), every step',
-    rule: 'sgd', options: SAMPLE_SPACE,
+    rule: 'sgd', options: IEF_SPACE,
     build: (ctx, v) => ief(ctx.model, sampleSpaceValues(v)), costPeriod: one,
     searched: [],
     tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
   },
   'fast-ief': {
     doc: 'fast iEF: iEF\'s coefficients solved in the first epoch and reused through FNGD\'s store',
-    rule: 'sgd', options: { ...SAMPLE_SPACE, ...STORE },
+    rule: 'sgd', options: { ...IEF_SPACE, ...STORE },
     build: (ctx, v) => fastIef(ctx.model, { ...sampleSpaceValues(v), ...storeValues(ctx, v) }), costPeriod: one,
     searched: [],
-    tasks: { ...FIRST_ORDER_TASKS([0.05, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
+    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
   },
   'thermo-ngd': {
     doc: 'thermodynamic NGD (Donatella et al. 2024), simulated: NGD\'s B x B system solved by an Ornstein-Uhlenbeck process run for time t (t = 0: SGD, t -> infinity: NGD)',
