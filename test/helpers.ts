@@ -1,6 +1,8 @@
 // Shared test oracles: comparisons and central finite differences in float64.
 import assert from 'node:assert/strict';
 import { Tensor, liveTensors, noGrad, scope } from '../src/tensor/index.js';
+import * as T from '../src/tensor/index.js';
+import { Conv2d, Flatten, Linear, ReLU, Sequential, Tanh } from '../src/nn/index.js';
 
 export function assertClose(actual: ArrayLike<number> | number[], expected: ArrayLike<number> | number[], tol = 1e-6, what = 'values'): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} != ${expected.length}`);
@@ -69,3 +71,15 @@ export function numericGrad(f: () => number, x: Tensor, h = 1e-6): Float64Array 
   });
   return out;
 }
+
+const f64 = { dtype: 'float64' as const };
+
+/** A float64 4-5-3 tanh MLP (the dense-oracle tests' tiny model). */
+export function tinyMlp(g: T.Generator): Sequential {
+  return new Sequential(new Linear(4, 5, { ...f64, generator: g }), new Tanh(), new Linear(5, 3, { ...f64, generator: g }));
+}
+/** A float64 conv (2 -> 3 channels, stride 2) + linear model on [B, 2, 4, 4] inputs. */
+export function tinyCnn(g: T.Generator): Sequential {
+  return new Sequential(new Conv2d(2, 3, 3, { padding: 1, stride: 2, ...f64, generator: g }), new ReLU(), new Flatten(), new Linear(3 * 2 * 2, 3, { ...f64, generator: g }));
+}
+

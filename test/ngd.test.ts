@@ -1,21 +1,15 @@
 // NGD and FNGD against dense float64 oracles: F built from brute-force per-sample gradients.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Conv2d, Flatten, Linear, ReLU, Sequential, Tanh, crossEntropyPerSample, type Module } from '../src/nn/index.js';
+import { crossEntropyPerSample, type Module, type Sequential } from '../src/nn/index.js';
 import { SGD, type SGDOptions } from '../src/optim/index.js';
 import { fngd, ngd, type SampleSpaceMethodOptions, type SampleSpacePreconditioner, type StoreOptions } from '../src/precondition/index.js';
 import * as T from '../src/tensor/index.js';
 import { cat, grad, keep, linalg, liveTensors, scope, tensor, type Tensor } from '../src/tensor/index.js';
-import { relErr } from './helpers.js';
+import { relErr, tinyCnn, tinyMlp } from './helpers.js';
 
 const f64 = { dtype: 'float64' as const };
 
-function tinyMlp(g: T.Generator): Sequential {
-  return new Sequential(new Linear(4, 5, { ...f64, generator: g }), new Tanh(), new Linear(5, 3, { ...f64, generator: g }));
-}
-function tinyCnn(g: T.Generator): Sequential {
-  return new Sequential(new Conv2d(2, 3, 3, { padding: 1, stride: 2, ...f64, generator: g }), new ReLU(), new Flatten(), new Linear(3 * 2 * 2, 3, { ...f64, generator: g }));
-}
 
 interface Batch { x: Tensor; y: Tensor; ids: Int32Array }
 function batch(g: T.Generator, shape: number[], b: number, firstId = 0): Batch {

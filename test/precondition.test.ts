@@ -3,7 +3,7 @@
 // solved rule (fast iEF), and the registry (one default per option, settings in state dicts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Conv2d, Flatten, Linear, ReLU, Sequential, Tanh, crossEntropyPerSample, type Module } from '../src/nn/index.js';
+import { crossEntropyPerSample, type Module, type Sequential } from '../src/nn/index.js';
 import { AdamW, SGD, type Optimizer } from '../src/optim/index.js';
 import {
   METHODS, buildMethod, camel, resolveValues,
@@ -11,16 +11,10 @@ import {
 import { engineSgd, fastIef, fngd, ief, kfac, ngd, thermodynamicNgd, type Preconditioner } from '../src/precondition/index.js';
 import * as T from '../src/tensor/index.js';
 import { cat, grad, keep, linalg, scope, tensor, type Tensor } from '../src/tensor/index.js';
-import { leakCheck, relErr } from './helpers.js';
+import { leakCheck, relErr, tinyCnn, tinyMlp } from './helpers.js';
 
 const f64 = { dtype: 'float64' as const };
 
-function tinyMlp(g: T.Generator): Sequential {
-  return new Sequential(new Linear(4, 5, { ...f64, generator: g }), new Tanh(), new Linear(5, 3, { ...f64, generator: g }));
-}
-function tinyCnn(g: T.Generator): Sequential {
-  return new Sequential(new Conv2d(2, 3, 3, { padding: 1, stride: 2, ...f64, generator: g }), new ReLU(), new Flatten(), new Linear(3 * 2 * 2, 3, { ...f64, generator: g }));
-}
 
 interface Batch { x: Tensor; y: Tensor; ids: Int32Array }
 function batch(g: T.Generator, shape: number[], b: number): Batch {

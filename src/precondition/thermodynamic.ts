@@ -40,6 +40,7 @@
 // recorded in the meta but not restored: the solver keeps its own options (a resumed run may
 // change t). With the same options, a restored solver returns bitwise what the original would
 // have returned on its next call.
+import { deriveSeed } from '../data/rng.js';
 import { checkOption } from '../optim/optimizer.js';
 import { callOp, eye, Generator, keep, noGrad, randn, scope, Tensor } from '../tensor/index.js';
 import type { CoefficientSolver, SolveInput, SolveOutput, SolverStateDict } from './solver.js';
@@ -84,16 +85,9 @@ function stepsFor(t: number, dt: number): number {
   return Math.max(0, Math.ceil(t / dt - 1e-9));
 }
 
-const MASK64 = (1n << 64n) - 1n;
-function splitmix64(x: bigint): bigint {
-  let z = (x + 0x9e3779b97f4a7c15n) & MASK64;
-  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & MASK64;
-  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & MASK64;
-  return z ^ (z >> 31n);
-}
-/** The generator seed of call k: decorrelated across calls and seeds, below 2^53 (a JS integer). */
+/** The generator seed of call k: decorrelated across calls and seeds (data/rng.ts's splitmix64 path). */
 function streamSeed(seed: number, call: number): number {
-  return Number(splitmix64(splitmix64(BigInt(seed)) ^ BigInt(call)) >> 11n);
+  return deriveSeed(seed, call);
 }
 
 class ThermodynamicSolver implements CoefficientSolver {
