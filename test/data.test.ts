@@ -523,3 +523,15 @@ test('user data directories: small IDX and CIFAR folders load (plain and .gz, FN
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('DataLoader reshuffle: once keeps epoch 0\'s batches in every epoch, epoch draws a new order', async () => {
+  const { DataLoader } = await import('../src/data/loader.js');
+  const ds = { length: 20, batch: (idx: Int32Array) => ({ ids: idx }), dispose: () => {} } as unknown as ConstructorParameters<typeof DataLoader>[0];
+  const ids = (l: InstanceType<typeof DataLoader>, e: number): number[] => [...Array(l.batchesPerEpoch).keys()].flatMap((k) => [...(l.batch(e, k) as { ids: Int32Array }).ids]);
+  const once = new DataLoader(ds, { batchSize: 5, train: true, seed: 3, reshuffle: 'once' });
+  const every = new DataLoader(ds, { batchSize: 5, train: true, seed: 3 });
+  assert.deepEqual(ids(once, 1), ids(once, 0));
+  assert.deepEqual(ids(once, 0), ids(every, 0), 'epoch 0 is the same shuffle either way');
+  assert.notDeepEqual(ids(every, 1), ids(every, 0));
+  assert.throws(() => new DataLoader(ds, { batchSize: 5, reshuffle: 'never' as never }), /reshuffle must be 'epoch' or 'once'/);
+});

@@ -69,6 +69,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   'label-smoothing': { kind: 'number', min: 0, max: 1, default: 0.1, help: 'multi30k-transformer: label smoothing' },
   arch: { kind: 'string', choices: ['small', 'resnet18'], default: 'small', help: 'cifar10-resnet: ResNet-20 or the paper\'s ResNet-18' },
   seed: { kind: 'int', min: 0, default: 0, help: 'seed of initialization, shuffling, augmentation and dropout' },
+  reshuffle: { kind: 'string', choices: ['epoch', 'once'], default: 'epoch', help: 'a new training order every epoch, or epoch 0\'s kept (same batches every epoch: FNGD\'s --key slot)' },
   'data-dir': { kind: 'string', help: 'folder with the datasets (default: $FNGD_DATA_DIR, else ../shared/data)' },
   out: { kind: 'string', help: 'output folder for log.jsonl, steps.jsonl and checkpoint.safetensors' },
   resume: { kind: 'bool', default: false, help: 'continue the run whose checkpoint is in --out' },
@@ -176,7 +177,7 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   const device = deviceFlag(f.device as string);
   const t = createTask(task, {
     batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
-    trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined,
+    trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined, reshuffle: f.reshuffle as 'epoch' | 'once',
     arch: f.arch as 'small' | 'resnet18', labelSmoothing: f.labelSmoothing as number, device,
   });
   if (device !== 'cpu') console.log(`training on ${device}`);

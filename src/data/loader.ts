@@ -24,6 +24,11 @@ export interface DataLoaderOptions {
   train?: boolean;
   /** Shuffle every epoch (default: same as `train`). */
   shuffle?: boolean;
+  /**
+   * With `shuffle`: 'epoch' draws a new order every epoch (default); 'once' keeps epoch 0's order,
+   * so every epoch has the same batches (FNGD's slot-keyed store needs it).
+   */
+  reshuffle?: 'epoch' | 'once';
   /** Base seed of every random choice the loader makes (default 0). */
   seed?: number;
   /** Drop the last, smaller batch (default false). */
@@ -96,6 +101,7 @@ export class DataLoader<B extends BaseBatch> {
   readonly batchSize: number;
   readonly train: boolean;
   readonly shuffle: boolean;
+  readonly reshuffle: 'epoch' | 'once';
   readonly seed: number;
   readonly dropLast: boolean;
   /** Number of samples an epoch draws from (after limit / indices). */
@@ -114,6 +120,8 @@ export class DataLoader<B extends BaseBatch> {
     this.batchSize = o.batchSize;
     this.train = o.train ?? false;
     this.shuffle = o.shuffle ?? this.train;
+    this.reshuffle = o.reshuffle ?? 'epoch';
+    if (this.reshuffle !== 'epoch' && this.reshuffle !== 'once') throw new RangeError(`DataLoader: reshuffle must be 'epoch' or 'once', got '${String(this.reshuffle)}'`);
     this.seed = seed;
     this.dropLast = o.dropLast ?? false;
 
@@ -165,7 +173,7 @@ export class DataLoader<B extends BaseBatch> {
     const bs = this.batchSize;
     const nb = this.batchesPerEpoch;
     let order = this.#pool.slice();
-    if (this.shuffle) new Rng(deriveSeed(this.seed, STREAM.permutation, e)).shuffle(order);
+    if (this.shuffle) new Rng(deriveSeed(this.seed, STREAM.permutation, this.reshuffle === 'once' ? 0 : e)).shuffle(order);
     if (this.dropLast) order = order.slice(0, nb * bs);
     const n = order.length;
     const bounds = new Int32Array(nb + 1);

@@ -27,6 +27,8 @@ export interface TaskOptions {
   trainLimit?: number;
   /** Evaluate on the first N samples only. */
   evalLimit?: number;
+  /** The training order: a new shuffle every epoch (default), or epoch 0's kept ('once'). */
+  reshuffle?: 'epoch' | 'once';
   /** cifar10-resnet: 'small' (ResNet-20, minutes per epoch on a CPU) or 'resnet18' (the paper's). */
   arch?: 'small' | 'resnet18';
   /** multi30k-transformer: label smoothing of the training loss. */
@@ -79,7 +81,7 @@ class ImageTask implements Task<ImageBatch> {
   ) {
     this.#datasets = [train, ...Object.values(evals)];
     this.device = placeModel(model, o);
-    this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, dropLast: true, limit: o.trainLimit });
+    this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, dropLast: true, limit: o.trainLimit, reshuffle: o.reshuffle });
     this.evalLoaders = {};
     for (const [k, d] of Object.entries(evals)) {
       this.evalLoaders[k] = new DataLoader(d, { batchSize: o.evalBatchSize ?? 500, train: false, limit: o.evalLimit });
@@ -135,7 +137,7 @@ class TranslationTask implements Task<TranslationBatch> {
   ) {
     this.#datasets = [train, ...Object.values(evals)];
     this.device = placeModel(model, o);
-    this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, bucket: true, limit: o.trainLimit });
+    this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, bucket: true, limit: o.trainLimit, reshuffle: o.reshuffle });
     this.evalLoaders = {};
     for (const [k, d] of Object.entries(evals)) {
       this.evalLoaders[k] = new DataLoader(d, { batchSize: o.evalBatchSize ?? 128, train: false, limit: o.evalLimit });
