@@ -134,7 +134,8 @@ const FIRST_ORDER_TASKS = (lr: [number, number, number, number], wd: [number, nu
 });
 
 /**
- * Task values: MNIST and CIFAR-10 from the issue-5 searches (bench/search/grid-issue5.txt, every
+ * Task values: MNIST and CIFAR-10 from the issue-5 searches (iEF and thermodynamic NGD on MNIST: the
+ * issue-12 search, bench/search/grid-issue12.txt) (bench/search/grid-issue5.txt, every
  * result in docs/RESULTS.md: MNIST on the whole training set for 3 epochs, CIFAR-10 on a
  * 10,240-image subset for 3 epochs; short horizons favour small learning rates). Fashion-MNIST and
  * the Transformer: unsearched starting points. iEF and fast iEF start from NGD's and FNGD's values
@@ -171,8 +172,8 @@ export const METHODS: Record<string, MethodEntry> = {
     doc: 'iEF (Wu et al. 2024): the Gram solve with right-hand side ||d l_i / d z_i||^2 (logit-gradient norms), every step',
     rule: 'sgd', options: IEF_SPACE,
     build: (ctx, v) => ief(ctx.model, sampleSpaceValues(v)), costPeriod: one,
-    searched: [],
-    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
+    searched: ['mnist-mlp'],
+    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.1, weightDecay: 0, damping: 1 } },
   },
   'fast-ief': {
     doc: 'fast iEF: iEF\'s coefficients solved in the first epoch and reused through FNGD\'s store',
@@ -189,8 +190,8 @@ export const METHODS: Record<string, MethodEntry> = {
       warmStart: v.warmStart as 'uniform' | 'previous', seed: ctx.seed,
     }),
     costPeriod: one,
-    searched: [],
-    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
+    searched: ['mnist-mlp'],
+    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.1, weightDecay: 0, tAnalog: 10 } },
   },
   kfac: {
     doc: 'K-FAC (Martens & Grosse 2015; conv: Grosse & Martens 2016) from the same capture, KL clipping',
