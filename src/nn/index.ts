@@ -13,5 +13,5 @@ export {
 } from './transformer.js';
 export { TapRecorder, tapLayers, tapKind, type TapKind, type TapRecord, type TapSink, type TappableLayer } from './taps.js';
 export { crossEntropyPerSample, crossEntropyLoss, type CrossEntropyOptions, type LossReduction } from './loss.js';
-export { saveSafetensors, loadSafetensors, saveModule, loadModule } from './safetensors.js';
+export { saveSafetensors, loadSafetensors, saveModule, loadModule, readSafetensorsMetadata, CHECKSUM_KEY, type SaveSafetensorsOptions } from './safetensors.js';
 export * from './models/index.js';

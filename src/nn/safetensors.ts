@@ -9,7 +9,13 @@
 //
 // dtypes: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL (one byte, 0/1). Writing is atomic: a temporary
 // file in the same folder, fsync, then rename over the target.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+//
+// Checksum (opt-in, checkpoints use it): the metadata entry `fngd.sha256` holds the hex SHA-256 of
+// the header JSON as it would be written without that entry, followed by the byte buffer. Reading
+// verifies it whenever it is present, after the structural checks: a flipped bit anywhere in the
+// tensors or in the metadata (a checkpoint's trainer state) is an error, not a silently wrong run.
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { callOp, tensor, type DType, type Tensor, type TypedArray } from '../tensor/index.js';
@@ -29,6 +35,14 @@ const CODES: Record<string, { dtype: DType; bytes: number }> = {
 };
 const CODE_OF = new Map<DType, string>(Object.entries(CODES).map(([c, v]) => [v.dtype, c]));
 const MAX_HEADER = 100 * 1024 * 1024;
+/** The metadata key of the content checksum (see the top of this file). */
+export const CHECKSUM_KEY = 'fngd.sha256';
+
+function contentHash(headerJson: string, data: readonly Uint8Array[]): string {
+  const h = createHash('sha256').update(headerJson, 'utf8');
+  for (const d of data) h.update(d);
+  return h.digest('hex');
+}
 
 function checkHost(): void {
   if (endianness() !== 'LE') throw new Error('safetensors: only little-endian hosts are supported');
@@ -73,15 +87,23 @@ function fromBytes(bytes: Uint8Array, dtype: DType, shape: number[]): Tensor {
   }
 }
 
+export interface SaveSafetensorsOptions {
+  /** Record a SHA-256 of the header and the data under `fngd.sha256` (verified on every load). */
+  checksum?: boolean;
+}
+
 /** Writes `tensors` (in map order) and optional string metadata to `path`, atomically. */
-export function saveSafetensors(path: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>): void {
+export function saveSafetensors(path: string, tensors: Map<string, Tensor>, metadata?: Record<string, string>, o: SaveSafetensorsOptions = {}): void {
   checkHost();
   const header: Record<string, unknown> = {};
-  if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata)) {
+  let meta: Record<string, string> | null = null;
+  if (metadata !== undefined || o.checksum === true) {
+    for (const [k, v] of Object.entries(metadata ?? {})) {
       if (typeof v !== 'string') throw new TypeError(`saveSafetensors: metadata '${k}' must be a string, got ${typeof v}`);
     }
-    header.__metadata__ = metadata;
+    if (o.checksum === true && metadata?.[CHECKSUM_KEY] !== undefined) throw new TypeError(`saveSafetensors: metadata '${CHECKSUM_KEY}' is reserved for the checksum`);
+    meta = { ...metadata };
+    header.__metadata__ = meta;
   }
   const chunks: Uint8Array[] = [];
   let offset = 0;
@@ -94,6 +116,7 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor>, meta
     chunks.push(bytes);
     offset += bytes.byteLength;
   }
+  if (o.checksum === true) meta![CHECKSUM_KEY] = contentHash(JSON.stringify(header), chunks);
   const raw = Buffer.from(JSON.stringify(header), 'utf8');
   const padded = Buffer.alloc(Math.ceil((raw.byteLength + 8) / 8) * 8 - 8, 0x20);
   raw.copy(padded);
@@ -117,6 +140,17 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor>, meta
     throw e;
   }
   renameSync(tmp, path);
+  // Make the rename itself durable (best effort: not every file system lets a folder be synced).
+  try {
+    const dfd = openSync(dirname(path), 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // The data is synced; only the rename could be lost by a power failure here.
+  }
 }
 
 function corrupt(path: string, why: string): Error {
@@ -174,10 +208,47 @@ export function loadSafetensors(path: string): { tensors: Map<string, Tensor>; m
     pos = e.end;
   }
   if (pos !== data.byteLength) throw corrupt(path, `corrupt: ${data.byteLength - pos} bytes after the last tensor`);
+  const recorded = metadata[CHECKSUM_KEY];
+  if (recorded !== undefined) {
+    const h = header as Record<string, unknown>;
+    const { [CHECKSUM_KEY]: _, ...rest } = metadata;
+    const actual = contentHash(JSON.stringify({ ...h, __metadata__: rest }), [data]);
+    if (actual !== recorded) throw corrupt(path, `corrupt: checksum mismatch (the file records SHA-256 ${recorded}, its content hashes to ${actual}); the file was damaged after it was written`);
+  }
 
   const tensors = new Map<string, Tensor>();
   for (const e of entries) tensors.set(e.name, fromBytes(data.subarray(e.begin, e.end), e.dtype, e.shape));
   return { tensors, metadata };
+}
+
+/**
+ * The `__metadata__` of a safetensors file, reading only its header (no tensor, no checksum
+ * verification: for a quick look, e.g. at a checkpoint's config before loading it).
+ */
+export function readSafetensorsMetadata(path: string): Record<string, string> {
+  checkHost();
+  const fd = openSync(path, 'r');
+  try {
+    const len = Buffer.alloc(8);
+    if (readSync(fd, len, 0, 8, 0) < 8) throw corrupt(path, 'truncated: need at least 8 bytes for the header length');
+    const n = len.readBigUInt64LE(0);
+    if (n > BigInt(MAX_HEADER)) throw corrupt(path, `corrupt: header length ${n} exceeds the 100 MB limit`);
+    const buf = Buffer.alloc(Number(n));
+    if (readSync(fd, buf, 0, buf.byteLength, 8) < buf.byteLength) throw corrupt(path, `truncated: header length ${n} but the file is shorter`);
+    let header: unknown;
+    try {
+      header = JSON.parse(buf.toString('utf8'));
+    } catch (e) {
+      throw corrupt(path, `corrupt header (not JSON): ${(e as Error).message}`);
+    }
+    const m = (header as { __metadata__?: unknown } | null)?.__metadata__ ?? {};
+    if (m === null || typeof m !== 'object' || Array.isArray(m) || !Object.values(m).every((s) => typeof s === 'string')) {
+      throw corrupt(path, 'corrupt header: __metadata__ must map strings to strings');
+    }
+    return m as Record<string, string>;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Saves a module's state dict. */
