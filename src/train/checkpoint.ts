@@ -2,9 +2,15 @@
 // tensors under `optim.`, and everything else (where the run stands, the optimizer's JSON state,
 // the history so far, the run's config) as JSON in the header's metadata under `fngd`. One file,
 // written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
-import { loadSafetensors, saveSafetensors, type Module } from '../nn/index.js';
+//
+// Integrity: the file carries a SHA-256 of its header and data (safetensors.ts), verified on load.
+// A tensor with NaN or Inf is refused both ways: saving one would replace the last good checkpoint
+// with a useless one (the run dies on the error, the old checkpoint stays), and loading one is a
+// corrupt checkpoint, named with the tensor.
+import { CHECKSUM_KEY, loadSafetensors, readSafetensorsMetadata, saveSafetensors, type Module } from '../nn/index.js';
 import type { Optimizer, OptimizerMeta } from '../optim/index.js';
 import { scope, type Tensor } from '../tensor/index.js';
+import { warn } from '../warnings.js';
 import type { EpochRecord, StepRecord } from './trainer.js';
 
 export const CHECKPOINT_FORMAT = 'fngd.checkpoint.v1';
@@ -15,7 +21,9 @@ export interface TrainerState {
   step: number;
   globalStep: number;
   wallTime: number;
+  /** Every epoch's log record so far: log.jsonl holds exactly these lines. */
   epochs: EpochRecord[];
+  /** Every step's record so far: steps.jsonl holds exactly these lines. */
   steps: StepRecord[];
   /** Running sums of the current epoch's training loss (so a mid-epoch resume reports it whole). */
   epochLossSum: number;
@@ -29,28 +37,60 @@ interface CheckpointMeta {
   config: Record<string, unknown>;
 }
 
+const FLOATS = new Set(['float64', 'float32', 'float16', 'bfloat16']);
+
+/** The first floating tensor with a NaN or an infinite entry, as a message; null when all are finite. */
+function nonFinite(tensors: Map<string, Tensor>): string | null {
+  for (const [name, t] of tensors) {
+    if (!FLOATS.has(t.dtype)) continue;
+    const bad = scope(() => t.numel - t.detach().isfinite().sum().item());
+    if (bad > 0) return `tensor '${name}' has ${bad} NaN or infinite value${bad === 1 ? '' : 's'} (of ${t.numel})`;
+  }
+  return null;
+}
+
+/**
+ * Writes the checkpoint atomically. A model or optimizer tensor with NaN or Inf is an error and
+ * nothing is written: the previous checkpoint stays the last good one.
+ */
 export function saveCheckpoint(path: string, model: Module, optimizer: Optimizer, state: TrainerState, config: Record<string, unknown>): void {
   scope(() => {
     const tensors = new Map<string, Tensor>();
     for (const [k, v] of model.stateDict()) tensors.set(`model.${k}`, v);
     const opt = optimizer.stateDict();
     for (const [k, v] of opt.tensors) tensors.set(`optim.${k}`, v);
+    const bad = nonFinite(tensors);
+    if (bad !== null) throw new Error(`refusing to write the checkpoint ${path}: ${bad}; the training has diverged (the previous checkpoint, if any, is kept)`);
     const meta: CheckpointMeta = { format: CHECKPOINT_FORMAT, state, optimizer: opt.meta, config };
-    saveSafetensors(path, tensors, { fngd: JSON.stringify(meta) });
+    saveSafetensors(path, tensors, { fngd: JSON.stringify(meta) }, { checksum: true });
   });
+}
+
+function parseMeta(path: string, metadata: Record<string, string>): CheckpointMeta {
+  let meta: CheckpointMeta;
+  try {
+    meta = JSON.parse(metadata.fngd ?? 'null') as CheckpointMeta;
+  } catch {
+    throw new Error(`${path}: checkpoint metadata is not valid JSON`);
+  }
+  if (meta?.format !== CHECKPOINT_FORMAT) throw new Error(`${path}: not an fngd checkpoint (format ${String(meta?.format)})`);
+  return meta;
+}
+
+/** The config a checkpoint's run was started with (reads the header only). */
+export function readCheckpointConfig(path: string): Record<string, unknown> {
+  return parseMeta(path, readSafetensorsMetadata(path)).config ?? {};
 }
 
 /** Restores the model and the optimizer in place and returns where the run stands. */
 export function loadCheckpoint(path: string, model: Module, optimizer: Optimizer): TrainerState {
   return scope(() => {
     const { tensors, metadata } = loadSafetensors(path);
-    let meta: CheckpointMeta;
-    try {
-      meta = JSON.parse(metadata.fngd ?? 'null') as CheckpointMeta;
-    } catch {
-      throw new Error(`${path}: checkpoint metadata is not valid JSON`);
-    }
-    if (meta?.format !== CHECKPOINT_FORMAT) throw new Error(`${path}: not an fngd checkpoint (format ${String(meta?.format)})`);
+    const meta = parseMeta(path, metadata);
+    // Checkpoints from before the checksum load unverified (runs in flight must stay resumable).
+    if (metadata[CHECKSUM_KEY] === undefined) warn('checkpoint', `${path} has no checksum (written by an older fngd): loaded without verification`);
+    const bad = nonFinite(tensors);
+    if (bad !== null) throw new Error(`${path}: corrupt checkpoint: ${bad}`);
     const modelState = new Map<string, Tensor>();
     const optimState = new Map<string, Tensor>();
     for (const [k, v] of tensors) {
