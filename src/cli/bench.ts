@@ -206,7 +206,7 @@ export async function trainRun(cfg: TaskConfig, name: string, seed: number, o: {
     try {
       stepsPerEpoch = task.trainLoader.batchesPerEpoch;
       const trainer = new Trainer(task as never, opt, {
-        epochs: cfg.epochs, seed, outDir: logDir, progress: o.progress,
+        epochs: cfg.epochs, seed, outDir: logDir, overwrite: true, progress: o.progress,
         schedule: buildSchedule(flags, stepsPerEpoch, cfg.epochs),
         config: { command: 'bench', task: cfg.task, optimizer: name, seed, ...flags },
         onEpoch: (r) => {

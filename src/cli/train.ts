@@ -7,9 +7,11 @@ import {
   COMMON_OPTIONS, METHODS, METHOD_NAMES, RULE_OPTIONS, buildMethod, camel, methodEntry, resolveValues, type OptionSpec, type Values,
 } from '../precondition/registry.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
+import { readCheckpointConfig } from '../train/checkpoint.js';
+import { RunDir } from '../train/run-dir.js';
 import { Trainer, type EpochRecord } from '../train/trainer.js';
 import { TASKS, createTask, resolveDevice, type TaskName } from '../train/tasks.js';
-import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
+import { helpText, parseFlags, UsageError, type FlagSpec, type FlagValues } from './args.js';
 
 /** Every method the registry knows (`--optimizer`). */
 export const OPTIMIZERS: readonly string[] = METHOD_NAMES();
@@ -72,7 +74,8 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   reshuffle: { kind: 'string', choices: ['epoch', 'once'], default: 'epoch', help: 'a new training order every epoch, or epoch 0\'s kept (same batches every epoch: FNGD\'s --key slot)' },
   'data-dir': { kind: 'string', help: 'folder with the datasets (default: $FNGD_DATA_DIR, else ../shared/data)' },
   out: { kind: 'string', help: 'output folder for log.jsonl, steps.jsonl and checkpoint.safetensors' },
-  resume: { kind: 'bool', default: false, help: 'continue the run whose checkpoint is in --out' },
+  resume: { kind: 'bool', default: false, help: 'continue the run whose checkpoint is in --out, with its saved flags (given ones must match)' },
+  overwrite: { kind: 'bool', default: false, help: 'start a fresh run even though --out holds a checkpoint (deleting it)' },
   'checkpoint-every': { kind: 'int', min: 0, default: 0, help: 'also checkpoint every N steps (0: after each epoch and on Ctrl-C)' },
   'train-limit': { kind: 'int', min: 1, help: 'train on the first N samples only' },
   'eval-limit': { kind: 'int', min: 1, help: 'evaluate on the first N samples only' },
@@ -110,10 +113,14 @@ export function deviceFlag(value: string): Device {
 }
 
 export const TRAIN_USAGE = `usage: fngd train --task ${TASKS.join('|')} [flags]
+       fngd train --out DIR --resume [flags that do not change the run]
 
 Trains a model and writes, under --out, log.jsonl (one line per epoch: epoch, wall_time,
 train_loss, metrics), steps.jsonl (one line per step) and an atomic checkpoint.safetensors.
-Ctrl-C checkpoints and stops; --resume continues the same run exactly.`;
+One run at a time per --out (a lock); a fresh run does not replace a checkpoint without
+--overwrite. Ctrl-C checkpoints and stops; --resume continues the same run exactly, with the flags
+saved in its checkpoint (only --progress, --threads, --device, --data-dir and --checkpoint-every
+may differ).`;
 
 export function trainHelp(): string {
   const methods = Object.entries(METHODS).map(([name, e]) => {
@@ -155,12 +162,53 @@ export function buildSchedule(f: Record<string, unknown>, stepsPerEpoch: number,
   return warm > 0 ? linearWarmup({ warmupSteps: warm, after: s }) : s;
 }
 
+/** Flags a resumed run may change: where and how it runs, never what it computes. */
+const RESUMABLE = new Set(['resume', 'overwrite', 'out', 'progress', 'threads', 'device', 'dataDir', 'checkpointEvery']);
+
+const kebab = (k: string): string => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const shown = (v: unknown): string => (Array.isArray(v) ? v.join(',') : String(v));
+
+/**
+ * --resume: the run continues with the flags saved in its checkpoint. A flag given now must equal
+ * the saved one (else a usage error naming each, rather than silently ignoring it), unless it is
+ * one of RESUMABLE. Fills `f` with the saved values.
+ */
+function adoptSavedFlags(f: FlagValues, argv: string[], saved: Record<string, unknown>, ckpt: string): void {
+  const noDefaults = Object.fromEntries(Object.entries(TRAIN_FLAGS).map(([k, s]) => [k, { ...s, default: undefined }]));
+  const given = parseFlags(argv, noDefaults);
+  const differ = Object.entries(given).filter(([k, v]) => !RESUMABLE.has(k) && JSON.stringify(v) !== JSON.stringify(saved[k]));
+  if (differ.length > 0) {
+    const list = differ.map(([k, v]) => `--${kebab(k)} ${shown(v)} (the run has ${saved[k] === undefined ? 'none' : shown(saved[k])})`);
+    throw new UsageError(`--resume continues the run in ${ckpt} with its own flags; ${list.join(', ')} cannot change `
+      + `(drop ${differ.length > 1 ? 'them' : 'it'}, or start a new run in another --out)`);
+  }
+  for (const [k, v] of Object.entries(saved)) if (k !== 'command' && !RESUMABLE.has(k)) f[k] = v as FlagValues[string];
+}
+
 export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(trainHelp());
     return [];
   }
   const f = parseFlags(argv, TRAIN_FLAGS);
+  if (f.resume && !f.out) throw new UsageError('--resume needs --out (the folder of the run to continue)');
+  if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite contradict each other (continue the run, or replace it)');
+  // The run folder before any data: a busy, unusable or checkpoint-less folder fails at once. A
+  // resumed run takes its flags from the checkpoint; a fresh one opens (and empties) its folder
+  // only once every flag has been checked.
+  let runDir: RunDir | null = f.resume ? RunDir.open(f.out as string, { resume: true }) : null;
+  try {
+    if (runDir !== null) adoptSavedFlags(f, argv, readCheckpointConfig(runDir.checkpointPath), runDir.checkpointPath);
+    return await trainWith(f, () => {
+      runDir ??= f.out === undefined ? null : RunDir.open(f.out as string, { overwrite: f.overwrite as boolean });
+      return runDir;
+    });
+  } finally {
+    runDir?.close();
+  }
+}
+
+async function trainWith(f: FlagValues, openRunDir: () => RunDir | null): Promise<EpochRecord[]> {
   if (f.task === undefined) throw new UsageError(`--task is required (one of ${TASKS.join(', ')})`);
   const task = f.task as TaskName;
   const optimizerName = f.optimizer as string;
@@ -171,10 +219,9 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   f.batchSize ??= d.batchSize;
   f.schedule ??= d.schedule;
   f.warmupSteps ??= d.warmupSteps ?? 0;
-  if (f.resume && !f.out) throw new UsageError('--resume needs --out (the folder of the run to continue)');
   if (f.threads !== undefined) setNumThreads(f.threads as number);
-
   const device = deviceFlag(f.device as string);
+  const runDir = openRunDir();
   const t = createTask(task, {
     batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
     trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined, reshuffle: f.reshuffle as 'epoch' | 'once',
@@ -185,7 +232,7 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
     const optimizer = buildOptimizer(optimizerName, t as OptimizerContext, values, f.seed as number);
     const schedule = buildSchedule(f, t.trainLoader.batchesPerEpoch, f.epochs as number);
     const trainer = new Trainer(t as never, optimizer, {
-      epochs: f.epochs as number, seed: f.seed as number, outDir: (f.out as string | undefined) ?? null,
+      epochs: f.epochs as number, seed: f.seed as number, outDir: runDir,
       resume: f.resume as boolean, schedule, checkpointEvery: f.checkpointEvery as number,
       progress: f.progress as boolean, config: { command: 'train', ...f },
       onEpoch: (r) => {

@@ -4,15 +4,31 @@
 // all inside one `scope`, so every temporary of the step is freed when it ends.
 // After each epoch: evaluation, one JSONL log line, an atomic checkpoint. Ctrl-C checkpoints the
 // current step and stops; `resume` continues from the checkpoint exactly where the run stopped.
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { deriveSeed, type BaseBatch } from '../data/index.js';
+// The run folder (lock, fresh/resume rules, logs that never run ahead of the checkpoint) is
+// run-dir.ts. Failing loudly: an empty training or evaluation set, a non-finite loss or metric,
+// a checkpoint with NaN weights are errors; the last good checkpoint is never replaced by a bad one.
+import { resolve } from 'node:path';
+import { deriveSeed, type BaseBatch, type DataLoader } from '../data/index.js';
 import { applySchedule, type Optimizer, type Schedule } from '../optim/index.js';
 import { manualSeed, scope } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import { loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
 import { ProgressBar } from './progress.js';
+import { CHECKPOINT_FILE, RunDir } from './run-dir.js';
 import type { Task } from './task.js';
+
+/** Empty data would train to "loss 0" and evaluate to NaN or 0: an error naming the set instead. */
+function checkData(task: Task<BaseBatch>): void {
+  const name = (l: DataLoader<BaseBatch>): string => (l.dataset as { name?: string }).name ?? 'dataset';
+  const l = task.trainLoader;
+  if (l.batchesPerEpoch === 0) {
+    throw new Error(`the training set ${name(l)} has ${l.numSamples} samples: not one ${l.dropLast ? 'full ' : ''}batch of ${l.batchSize}`
+      + `${l.numSamples > 0 ? ' (lower the batch size)' : ''}`);
+  }
+  for (const [k, e] of Object.entries(task.evalLoaders)) {
+    if (e.numSamples === 0) throw new Error(`the evaluation set '${k}' (${name(e)}) is empty`);
+  }
+}
 
 /** The trainer's own random stream ids (the data loader's are in src/data/rng.ts). */
 const STEP_STREAM = 101;
@@ -20,10 +36,15 @@ const STEP_STREAM = 101;
 export interface TrainerOptions {
   epochs: number;
   seed: number;
-  /** Folder for log.jsonl, steps.jsonl and checkpoint.safetensors; null keeps everything in memory. */
-  outDir?: string | null;
-  /** Continue from outDir/checkpoint.safetensors when it exists. */
+  /**
+   * Folder for log.jsonl, steps.jsonl and checkpoint.safetensors: a path (fit() opens and locks it
+   * for the run, run-dir.ts), a RunDir the caller opened (and closes), or null: all in memory.
+   */
+  outDir?: string | RunDir | null;
+  /** Continue from the folder's checkpoint (an error when there is none). */
   resume?: boolean;
+  /** A fresh run into a folder holding a checkpoint deletes it (without: fit() refuses). */
+  overwrite?: boolean;
   /** lr schedule over the global step (PyTorch-style: a pure function of the step count). */
   schedule?: Schedule | null;
   /** Also checkpoint every N steps (0: only after each epoch and on Ctrl-C). */
@@ -78,38 +99,41 @@ export class Trainer<B extends BaseBatch> {
     if (!Number.isInteger(o.epochs) || o.epochs < 1) throw new RangeError(`Trainer: epochs must be a positive integer, got ${o.epochs}`);
     if (!Number.isInteger(o.seed) || o.seed < 0) throw new RangeError(`Trainer: seed must be a non-negative integer, got ${o.seed}`);
     if (o.resume && !o.outDir) throw new Error('Trainer: resume needs an outDir holding the checkpoint');
+    if (o.outDir instanceof RunDir && (o.outDir.mode === 'resume') !== Boolean(o.resume)) {
+      throw new Error(`Trainer: resume is ${Boolean(o.resume)} but the run folder was opened for a ${o.outDir.mode} run`);
+    }
     this.task = task;
     this.optimizer = optimizer;
     this.o = {
-      resume: false, checkpointEvery: 0, progress: true, handleSigint: Boolean(o.outDir), config: {}, ...o,
+      resume: false, overwrite: false, checkpointEvery: 0, progress: true, handleSigint: Boolean(o.outDir), config: {}, ...o,
     };
   }
 
   get checkpointPath(): string | null {
-    return this.o.outDir ? join(this.o.outDir, 'checkpoint.safetensors') : null;
+    const d = this.o.outDir;
+    return d instanceof RunDir ? d.checkpointPath : d ? resolve(d, CHECKPOINT_FILE) : null;
   }
 
   async fit(): Promise<TrainResult> {
     const { task, optimizer, o } = this;
     const loader = task.trainLoader;
-    if (o.outDir) mkdirSync(o.outDir, { recursive: true });
-    let state: TrainerState = { epoch: 0, step: 0, globalStep: 0, wallTime: 0, epochs: [], steps: [], epochLossSum: 0, epochSamples: 0 };
-    const ckpt = this.checkpointPath;
-    if (o.resume && ckpt && existsSync(ckpt)) {
-      state = loadCheckpoint(ckpt, task.model, optimizer);
-      this.log(`resuming from ${ckpt}: epoch ${state.epoch + 1}, step ${state.step}`);
-    } else if (o.outDir) {
-      // A fresh run starts fresh logs.
-      writeFileSync(join(o.outDir, 'log.jsonl'), '');
-      writeFileSync(join(o.outDir, 'steps.jsonl'), '');
-    }
-
+    checkData(task);
+    const given = o.outDir ?? null;
+    const dir = given === null || given instanceof RunDir ? given : RunDir.open(given, { resume: o.resume, overwrite: o.overwrite });
     const onSigint = (): void => {
       this.#interrupted = true;
     };
-    if (o.handleSigint) process.on('SIGINT', onSigint);
     let stepsThisCall = 0;
     try {
+      let state: TrainerState = { epoch: 0, step: 0, globalStep: 0, wallTime: 0, epochs: [], steps: [], epochLossSum: 0, epochSamples: 0 };
+      const ckpt = dir?.checkpointPath ?? null;
+      if (dir?.mode === 'resume') {
+        state = loadCheckpoint(dir.checkpointPath, task.model, optimizer);
+        // The logs hold exactly the checkpoint's history: lines written after it are dropped.
+        dir.restoreLogs(state.epochs, state.steps);
+        this.log(`resuming from ${ckpt}: epoch ${state.epoch + 1}, step ${state.step}`);
+      }
+      if (o.handleSigint) process.on('SIGINT', onSigint);
       while (state.epoch < o.epochs) {
         const epoch = loader.epoch(state.epoch);
         const bar = new ProgressBar(`epoch ${state.epoch + 1}/${o.epochs}`, epoch.length, { enabled: o.progress });
@@ -133,7 +157,7 @@ export class Trainer<B extends BaseBatch> {
           const rec: StepRecord = { epoch: state.epoch, step: state.step, loss, lr };
           if (Object.keys(extra).length > 0) rec.stats = extra;
           state.steps.push(rec);
-          if (o.outDir) appendFileSync(join(o.outDir, 'steps.jsonl'), `${JSON.stringify(rec)}\n`);
+          dir?.appendStep(rec);
           state.epochLossSum += loss * n;
           state.epochSamples += n;
           state.step += 1;
@@ -160,20 +184,26 @@ export class Trainer<B extends BaseBatch> {
           for (const [k, v] of Object.entries(task.evaluate(l))) metrics[`${name}_${k}`] = v;
         }
         const evalSeconds = (performance.now() - t0) / 1000;
+        const epochLoss = state.epochLossSum / Math.max(1, state.epochSamples);
+        const bad = Object.entries({ train_loss: epochLoss, ...metrics }).filter(([, v]) => !Number.isFinite(v));
+        if (bad.length > 0) {
+          throw new Error(`epoch ${state.epoch + 1}: ${bad.map(([k, v]) => `${k} is ${v}`).join(', ')}: the model has diverged or the evaluation `
+            + `is broken; the run stops${dir?.hasCheckpoint() ? ` (its last good checkpoint, ${ckpt}, is kept)` : ''}`);
+        }
         flushTime();
         const trainSeconds = state.wallTime;
         const record: EpochRecord = {
           epoch: state.epoch + 1,
           wall_time: trainSeconds,
           eval_time: (state.epochs.at(-1)?.eval_time ?? 0) + evalSeconds,
-          train_loss: state.epochLossSum / Math.max(1, state.epochSamples),
+          train_loss: epochLoss,
           lr: optimizer.getLr(),
           steps: epoch.length,
           samples_per_s: state.epochSamples / Math.max(1e-9, trainSeconds - (state.epochs.at(-1)?.wall_time ?? 0) - evalSeconds),
           ...metrics,
         };
         state.epochs.push(record);
-        if (o.outDir) appendFileSync(join(o.outDir, 'log.jsonl'), `${JSON.stringify(record)}\n`);
+        dir?.appendEpoch(record);
         o.onEpoch?.(record);
         state.epoch += 1;
         state.step = 0;
@@ -184,6 +214,7 @@ export class Trainer<B extends BaseBatch> {
       return { epochs: state.epochs, steps: state.steps, status: 'done' };
     } finally {
       if (o.handleSigint) process.off('SIGINT', onSigint);
+      if (dir !== null && dir !== given) dir.close();
     }
   }
 
