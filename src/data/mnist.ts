@@ -81,6 +81,7 @@ function loadSplit(dir: string, images: string, labels: string, expectN: number 
   const lbl = readIdx(lblPath, 1, hint);
   const [n, h, w] = img.dims as [number, number, number];
   if (lbl.dims[0] !== n) throw new DataError(`${what}: ${lblPath} holds ${lbl.dims[0]} labels but ${imgPath} holds ${n} images. ${hint}.`, lblPath);
+  if (n === 0) throw new DataError(`${what}: ${imgPath} holds no image. ${hint}.`, imgPath);
   if (expectN !== null && n !== expectN) throw new DataError(`${what}: ${imgPath} holds ${n} images, expected ${expectN}. ${hint}.`, imgPath);
   for (let i = 0; i < n; i++) {
     if (lbl.data[i]! > 9) throw new DataError(`${what}: ${lblPath}: label ${lbl.data[i]} at index ${i} is not a digit class 0-9. ${hint}.`, lblPath);

@@ -219,6 +219,10 @@ export function readLines(dir: string, name: string): string[] {
 function readPairs(dir: string, split: string, src: string, tgt: string): { s: string[]; t: string[] } {
   const s = readLines(dir, `${split}.${src}`);
   const t = readLines(dir, `${split}.${tgt}`);
+  // An empty split would train to "loss 0" or evaluate to "BLEU 0" without a word.
+  for (const [lines, lang] of [[s, src], [t, tgt]] as const) {
+    if (lines.length === 0) throw new DataError(`Multi30K: ${findFile(dir, `${split}.${lang}`)} is empty (no sentence). ${HINT}.`, join(dir, `${split}.${lang}`));
+  }
   if (s.length !== t.length) {
     throw new DataError(`Multi30K: ${join(dir, `${split}.${src}`)} has ${s.length} lines but ${join(dir, `${split}.${tgt}`)} has ${t.length}: ` +
       `a file is truncated or the pair does not match. ${HINT}.`, join(dir, `${split}.${tgt}`));
@@ -257,6 +261,7 @@ export function loadMulti30k(o: Multi30kOptions = {}): Multi30k {
     trSTok = keepIdx.map((i) => srcTok[i]!);
     trTTok = keepIdx.map((i) => tgtTok[i]!);
     lines = Int32Array.from(keepIdx);
+    if (keepIdx.length === 0) throw new RangeError(`loadMulti30k: maxLen ${maxLen} drops every one of the ${train.s.length} training pairs`);
   }
   const common = { srcVocab, tgtVocab, lowercase, srcEos: o.srcEos ?? false, device: o.device ?? 'cpu' };
   return {
