@@ -219,6 +219,13 @@ async function trainWith(f: FlagValues, openRunDir: () => RunDir | null): Promis
   f.batchSize ??= d.batchSize;
   f.schedule ??= d.schedule;
   f.warmupSteps ??= d.warmupSteps ?? 0;
+  if (f.batchSize === 1 && values.normalize === 'sum') {
+    // With one sample the 1 x 1 system normalizes to alpha = 1: plain SGD, at an lr meant for a
+    // batch's min-norm direction (sample-space.ts). It diverges; refuse before any data is loaded.
+    throw new UsageError(`--batch-size 1 with ${optimizerName}: 'sum' normalization turns the 1 x 1 coefficient system into alpha = 1, `
+      + `so every step would be plain SGD on one sample at ${optimizerName}'s batch learning rate (it diverges). `
+      + 'Use a batch of 2 or more, --normalize none (the exact damped step g/(|g|^2 + shift)), or --optimizer sgd with a smaller --lr');
+  }
   if (f.threads !== undefined) setNumThreads(f.threads as number);
   const device = deviceFlag(f.device as string);
   const runDir = openRunDir();

@@ -171,9 +171,20 @@ export class SampleSpacePreconditioner implements Preconditioner {
   /** The coefficients of a captured batch: Grams, damping, right-hand side, solver, normalization. */
   solve(cap: Capture, epoch: number): Coefficients & { stats: Record<string, number> } {
     const b = cap.batchSize;
+    // B = 1: the system is the 1 x 1 (|g|^2 + shift) alpha = r. 'none' keeps alpha = r/(|g|^2 + shift),
+    // a step of length r/(|g| + shift/|g|): bounded for absolute damping (<= r/(2 sqrt(shift))). 'sum'
+    // divides alpha by itself: alpha = 1 whatever K and the damping, so the step is exactly SGD's
+    // on that one sample, at a learning rate meant for a whole batch's direction (with r = 1, the
+    // 'sum'-normalized direction U a minimizes |U a|^2 + shift |a|^2 subject to sum(a) = 1: a
+    // damped min-norm point of the batch's gradients, which shrinks as B grows). A lone last batch
+    // of 1 is one such SGD step; batches of 1 throughout diverge as SGD at that rate does (MNIST MLP,
+    // lr 0.05, B = 1: fngd's and sgd's losses are bitwise the same, up to NaN at step 82), so the
+    // CLI refuses --batch-size 1 with 'sum'.
     if (b === 1 && !this.#warnedB1) {
       this.#warnedB1 = true;
-      warn(this.label, `${this.label}: batch of 1 sample: the direction is the plain gradient rescaled (alpha = r/(K + shift))`);
+      warn(this.label, this.#normalize === 'sum'
+        ? `${this.label}: batch of 1 sample: 'sum' normalization makes alpha = 1, so this step is plain SGD on that sample`
+        : `${this.label}: batch of 1 sample: alpha = r/(|g|^2 + shift), the gradient rescaled`);
     }
     const groups: CoefficientGroups = this.#mode === 'global' ? { kind: 'global' } : { kind: 'layerwise', layers: cap.layers.map((l) => l.name) };
     const g = groups.kind === 'global' ? 1 : groups.layers.length;
@@ -183,6 +194,11 @@ export class SampleSpacePreconditioner implements Preconditioner {
     return noGrad(() => scope(() => {
       const K = needsGram ? stack(grams) : empty([g, 0, 0], { dtype: 'float64' });
       const shift = needsGram ? diagonalShift(this.#damping, K, epoch) : zeros([g], { dtype: 'float64' });
+      // Overflowed per-sample gradients: say so, rather than fail inside the solver on an infinite shift.
+      if (needsGram && !K.sum().add(shift.sum()).isfinite().item()) {
+        throw new Error(`${this.label}: the per-sample gradients overflowed at epoch ${epoch + 1} (their Gram has NaN or infinite entries): `
+          + 'the training has diverged; lower the learning rate');
+      }
       const rhs = rightHandSide(this.#rhs, cap, g, this.#outputLayer);
       const { alpha, stats } = this.solver.solve({ K, shift, rhs });
       const rows = this.#normalize === 'sum' ? alpha.div(alpha.sum(1, true)) : alpha;
