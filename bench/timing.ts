@@ -2,6 +2,7 @@
 // (Debian python3-torch) worker timed in the same rounds as our code.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
+import { benchMachine } from './machine.js';
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -238,9 +239,10 @@ export class PythonWorker {
 }
 
 /** `--json` prints one JSON object; otherwise a readable table. */
+/** Prints a benchmark's result (one JSON line with --json, which also records the machine). */
 export function report(result: Record<string, unknown>, json: boolean): void {
   if (json) {
-    console.log(JSON.stringify(result));
+    console.log(JSON.stringify({ ...result, machine: benchMachine() }));
     return;
   }
   const w = Math.max(...Object.keys(result).map((k) => k.length));
