@@ -1,34 +1,92 @@
-// The two matrix products the curvature engine lives on, routed through oneDNN's 1x1 convolution
-// when that is faster than this libtorch's BLAS (float32 on the CPU, big enough shapes). Measured on
-// the 2-core dev machine (Debian libtorch 1.13 + OpenBLAS, docs/RESULTS.md, 2026-11-26):
-//   X Y^T, X,Y [128, P]:     P = 256: 263 -> 166 us, P = 784: 646 -> 271 us  (P = 128: BLAS wins)
-//   D^T A, D [128, 512], A [128, 784]: 2,850 -> 789 us; [128,256]x[128,512]: 639 -> 397 us
-//                                     ([128,10]x[128,256]: BLAS wins, 24 against 91 us)
-// On other devices and dtypes both are plain `mm`. The results equal `mm`'s up to float32 rounding.
-import { F, type Tensor } from '../tensor/index.js';
+// The two matrix products the curvature engine lives on, X Y^T (Grams) and X^T Y (weight gradients,
+// KFAC factors), each with two routes on the CPU in float32: BLAS `mm`, or oneDNN's 1x1 convolution.
+// Which is faster depends on the shape and on the machine: on the 2-core Intel dev machine oneDNN
+// won from P = 192 (X Y^T, 646 -> 271 us at [128, 784]) and BLAS below, but the thresholds measured
+// there were wrong on an AMD EPYC (issue 13). So routes are chosen by measurement, the way
+// cudnn.benchmark does: on the first product of a given (kind, shape, dtype, device) both routes are
+// timed (interleaved, median of a few runs) and the faster is cached for the process.
+// `setGemmAutotune(false)` (or FNGD_GEMM_AUTOTUNE=0) turns measurement off for exact reproducibility:
+// the fixed thresholds above decide, so the route (and its rounding) depends on the shape alone.
+// Both routes give `mm`'s result up to float32 rounding; other devices and dtypes always use `mm`.
+import { F, scope, type Tensor } from '../tensor/index.js';
 
-/** Row length from which `gemmNT` goes through oneDNN. */
+export type GemmRoute = 'mm' | 'conv';
+type Kind = 'NT' | 'TN';
+
+/** Row length from which `gemmNT` goes through oneDNN when autotuning is off. */
 const NT_CONV_MIN_P = 192;
-/** Output size (rows x cols) from which `gemmTN` goes through oneDNN. */
+/** Output size (rows x cols) from which `gemmTN` goes through oneDNN when autotuning is off. */
 const TN_CONV_MIN_OUT = 1 << 16;
+/** Timed runs per route (after one warm-up each). */
+const TRIALS = 3;
+
+let autotune = process.env.FNGD_GEMM_AUTOTUNE !== '0';
+const routes = new Map<string, GemmRoute>();
+
+/** Turns measured routing on or off (off: fixed thresholds); clears the cache either way. */
+export function setGemmAutotune(on: boolean): void {
+  autotune = on;
+  routes.clear();
+}
+
+/** The routes chosen so far, by `kind:shape:dtype:device` (for diagnostics and benchmarks). */
+export function gemmRoutes(): Map<string, GemmRoute> {
+  return new Map(routes);
+}
 
 const viaConv = (x: Tensor): boolean => x.dtype === 'float32' && x.device === 'cpu';
 
-/** X Y^T for X [m, P], Y [n, P]: every pair of rows' dot product (Grams). */
-export function gemmNT(x: Tensor, y: Tensor): Tensor {
-  const p = x.size(1);
-  if (!viaConv(x) || p < NT_CONV_MIN_P) return x.mm(y.t());
-  const [m, n] = [x.size(0), y.size(0)];
+function ntConv(x: Tensor, y: Tensor): Tensor {
+  const [m, p] = x.shape as [number, number];
+  const n = y.size(0);
   // input [1, P, m, 1] whose memory is X row-major (channels last); weight Y as [n, P, 1, 1].
-  const out = F.conv2d(x.contiguous().view(1, m, 1, p).permute(0, 3, 1, 2), y.contiguous().view(n, p, 1, 1));
-  return out.view(n, m).t();
+  return F.conv2d(x.contiguous().view(1, m, 1, p).permute(0, 3, 1, 2), y.contiguous().view(n, p, 1, 1)).view(n, m).t();
+}
+
+function tnConv(x: Tensor, y: Tensor): Tensor {
+  const [rows, m] = x.shape as [number, number];
+  const n = y.size(1);
+  // input Y as [1, N, 1, n] (channel = row), weight X^T as [m, N, 1, 1]: out[o, w] = sum_r X[r, o] Y[r, w].
+  return F.conv2d(y.contiguous().view(1, rows, 1, n), x.t().contiguous().view(m, rows, 1, 1)).view(m, n);
+}
+
+const RUN: Record<Kind, Record<GemmRoute, (x: Tensor, y: Tensor) => Tensor>> = {
+  NT: { mm: (x, y) => x.mm(y.t()), conv: ntConv },
+  TN: { mm: (x, y) => x.t().mm(y), conv: tnConv },
+};
+
+function fixedRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
+  return kind === 'NT' ? (x.size(1) >= NT_CONV_MIN_P ? 'conv' : 'mm') : (x.size(1) * y.size(1) >= TN_CONV_MIN_OUT ? 'conv' : 'mm');
+}
+
+/** The route for this product: measured once per key, or the fixed rule. */
+export function gemmRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
+  if (!viaConv(x)) return 'mm';
+  if (!autotune) return fixedRoute(kind, x, y);
+  const key = `${kind}:${x.shape.join('x')}:${y.shape.join('x')}:${x.dtype}:${x.device}`;
+  const known = routes.get(key);
+  if (known !== undefined) return known;
+  const time = (r: GemmRoute): number => scope(() => {
+    const t0 = performance.now();
+    RUN[kind][r](x, y).sum().item(); // .item() waits for the result
+    return performance.now() - t0;
+  });
+  time('mm');
+  time('conv');
+  const t: Record<GemmRoute, number[]> = { mm: [], conv: [] };
+  for (let i = 0; i < TRIALS; i++) for (const r of (i % 2 === 0 ? ['mm', 'conv'] : ['conv', 'mm']) as GemmRoute[]) t[r].push(time(r));
+  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  const best: GemmRoute = median(t.conv) < median(t.mm) ? 'conv' : 'mm';
+  routes.set(key, best);
+  return best;
+}
+
+/** X Y^T for X [m, P], Y [n, P]: every pair of rows' dot product (Grams). */
+export function gemmNT(x: Tensor, y: Tensor, route?: GemmRoute): Tensor {
+  return RUN.NT[route ?? gemmRoute('NT', x, y)](x, y);
 }
 
 /** X^T Y for X [N, m], Y [N, n]: a sum over the N rows (weight gradients, KFAC factors). */
-export function gemmTN(x: Tensor, y: Tensor): Tensor {
-  const [rows, m] = x.shape as [number, number];
-  const n = y.size(1);
-  if (!viaConv(x) || m * n < TN_CONV_MIN_OUT) return x.t().mm(y);
-  // input Y as [1, N, 1, n] (channel = row), weight X^T as [m, N, 1, 1]: out[o, w] = sum_r X[r, o] Y[r, w].
-  return F.conv2d(y.contiguous().view(1, rows, 1, n), x.t().contiguous().view(m, rows, 1, 1)).view(m, n);
+export function gemmTN(x: Tensor, y: Tensor, route?: GemmRoute): Tensor {
+  return RUN.TN[route ?? gemmRoute('TN', x, y)](x, y);
 }

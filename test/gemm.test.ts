@@ -1,0 +1,51 @@
+// The engine's routed products against float64 `mm`: every route, autotuned or fixed, gives the
+// same product up to float32 rounding, and the autotuner caches one route per shape.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { gemmNT, gemmRoute, gemmRoutes, gemmTN, setGemmAutotune } from '../src/curvature/gemm.js';
+import { manualSeed, randn, scope } from '../src/tensor/index.js';
+import { leakCheck, relErr } from './helpers.js';
+
+const SHAPES: [number, number, number][] = [[128, 64, 96], [128, 784, 128], [64, 300, 10], [128, 512, 256]];
+
+test('routed products equal float64 mm up to float32 rounding, on every route and with autotuning on or off', () => leakCheck(() => scope(() => {
+  manualSeed(5);
+  for (const [a, p, b] of SHAPES) {
+    const x = randn([a, p]);
+    const y = randn([b, p]);
+    const refNT = x.double().mm(y.double().t());
+    const u = randn([p, a]);
+    const v = randn([p, b]);
+    const refTN = u.double().t().mm(v.double());
+    for (const route of ['mm', 'conv'] as const) {
+      assert.ok(relErr(gemmNT(x, y, route).double(), refNT) < 1e-5, `NT ${route} [${a}, ${p}] x [${b}, ${p}]^T`);
+      assert.ok(relErr(gemmTN(u, v, route).double(), refTN) < 1e-5, `TN ${route} [${p}, ${a}]^T x [${p}, ${b}]`);
+    }
+    for (const on of [true, false]) {
+      setGemmAutotune(on);
+      assert.ok(relErr(gemmNT(x, y).double(), refNT) < 1e-5, `NT autotune ${on}`);
+      assert.ok(relErr(gemmTN(u, v).double(), refTN) < 1e-5, `TN autotune ${on}`);
+    }
+    // float64 and anything off the CPU's float32 path is plain mm.
+    assert.equal(gemmRoute('NT', x.double(), y.double()), 'mm');
+  }
+  setGemmAutotune(true);
+})));
+
+test('the autotuner measures a shape once and keeps its route; off, the fixed thresholds decide', () => leakCheck(() => scope(() => {
+  manualSeed(6);
+  setGemmAutotune(true);
+  const x = randn([128, 784]);
+  const y = randn([128, 784]);
+  const first = gemmRoute('NT', x, y);
+  assert.equal(gemmRoutes().size, 1);
+  for (let i = 0; i < 3; i++) assert.equal(gemmRoute('NT', x, y), first, 'the cached route');
+  assert.equal(gemmRoutes().size, 1, 'no new measurement for a known shape');
+  setGemmAutotune(false);
+  assert.equal(gemmRoutes().size, 0);
+  assert.equal(gemmRoute('NT', x, y), 'conv', 'P = 784 >= 192');
+  assert.equal(gemmRoute('NT', randn([128, 64]), randn([128, 64])), 'mm', 'P = 64 < 192');
+  assert.equal(gemmRoute('TN', randn([128, 10]), randn([128, 256])), 'mm', '10 x 256 < 2^16');
+  assert.equal(gemmRoutes().size, 0, 'fixed routes are not cached');
+  setGemmAutotune(true);
+})));
