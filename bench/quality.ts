@@ -107,8 +107,29 @@ function probe(step: number, epoch: number): void {
     put('sgd', g, false);
     for (const s of shadows) put(s.name, dirs.get(s.name)!, epoch > 0 && (s.name === 'fngd' || s.name === 'fast-ief'));
   });
+  writeOutputs(null);
   const last = rows.filter((r) => r.step === step);
   console.error(`step ${step} (epoch ${epoch}): ${last.map((r) => `${r.method} ${r.ratio.toFixed(3)}`).join(', ')}`);
+}
+
+/** Writes the JSONL, JSON and SVG from the probes so far (after every probe: a long run leaves its data). */
+function writeOutputs(finalMetric: number | null) {
+  writeFileSync(join(out, 'quality.jsonl'), `${jsonl.join('\n')}\n`);
+  const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!; };
+  const summary = {
+    task, trajectory, epochs, trainLimit, batch: 128, lr, final_metric: finalMetric,
+    methods: ['sgd', ...METHODS].map((m) => {
+      const r = rows.filter((x) => x.method === m);
+      const later = r.filter((x) => x.epoch >= 1);
+      return { method: m, label: LABEL[m], median_ratio: median(r.map((x) => x.ratio)), median_ratio_epoch1_on: median(later.map((x) => x.ratio)), points: r.map((x) => [x.step, x.ratio] as [number, number]) };
+    }),
+  };
+  writeFileSync(join(out, 'quality.json'), `${JSON.stringify(summary, null, 1)}\n`);
+  writeFileSync(join(out, 'quality.svg'), lineChart(
+    summary.methods.map((m) => ({ name: m.method, points: m.points })),
+    { title: `gamma / gamma_SGD along a ${trajectory} run (${task}, ${trainLimit} samples)`, xLabel: 'training step', yLabel: 'gamma / gamma_SGD (lower: closer to NGD)', logY: true, xMin: 0, hlines: [{ y: 1, label: 'SGD' }] },
+  ));
+  return summary;
 }
 
 let step = 0;
@@ -129,23 +150,9 @@ for (let epoch = 0; epoch < epochs; epoch++) {
 probe(step, epochs);
 
 const evalNow = t.evaluate(Object.values(t.evalLoaders)[0]!);
-writeFileSync(join(out, 'quality.jsonl'), `${jsonl.join('\n')}\n`);
-const summary = {
-  task, trajectory, epochs, trainLimit, batch: 128, lr, final_metric: evalNow.metric,
-  methods: ['sgd', ...METHODS].map((m) => {
-    const r = rows.filter((x) => x.method === m);
-    const later = r.filter((x) => x.epoch >= 1);
-    const median = (v: number[]): number => { const s = [...v].sort((a, b) => a - b); return s.length === 0 ? NaN : s[Math.floor((s.length - 1) / 2)]!; };
-    return { method: m, label: LABEL[m], median_ratio: median(r.map((x) => x.ratio)), median_ratio_epoch1_on: median(later.map((x) => x.ratio)), points: r.map((x) => [x.step, x.ratio]) };
-  }),
-};
-writeFileSync(join(out, 'quality.json'), `${JSON.stringify(summary, null, 1)}\n`);
-writeFileSync(join(out, 'quality.svg'), lineChart(
-  summary.methods.map((m) => ({ name: m.method, points: m.points as [number, number][] })),
-  { title: `gamma / gamma_SGD along a ${trajectory} run (${task}, ${trainLimit} samples)`, xLabel: 'training step', yLabel: 'gamma / gamma_SGD (lower: closer to NGD)', logY: true, xMin: 0, hlines: [{ y: 1, label: 'SGD' }] },
-));
+const summary = writeOutputs(evalNow.metric);
 if (argv.includes('--json')) console.log(JSON.stringify({ ...summary, methods: summary.methods.map(({ points: _p, ...m }) => m) }));
-else for (const m of summary.methods) console.log(`${m.label.padEnd(11)} median gamma/gamma_SGD ${m.median_ratio.toFixed(3)}  (epoch 1 on: ${m.median_ratio_epoch1_on.toFixed(3)})`);
+else for (const m of summary.methods) console.log(`${m.label!.padEnd(11)} median gamma/gamma_SGD ${m.median_ratio.toFixed(3)}  (epoch 1 on: ${m.median_ratio_epoch1_on.toFixed(3)})`);
 
 for (const s of shadows) {
   s.pre.dispose();
