@@ -193,7 +193,8 @@ export abstract class Module {
   /**
    * Moves parameters and buffers to a device and/or casts the floating ones to a dtype (integer
    * buffers such as BatchNorm's step count keep their dtype). Moved parameters are new leaf tensors
-   * (their `.grad` is dropped), so build optimizers after `to()`.
+   * (their `.grad` is dropped) and the old ones are disposed, so build optimizers after `to()`: an
+   * optimizer built before throws at its next step, saying it is stale.
    */
   to(target: Device | DType | { device?: Device; dtype?: DType }): this {
     const t = typeof target !== 'string' ? target

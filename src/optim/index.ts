@@ -4,3 +4,4 @@ export * from './optimizer.js';
 export { SGD, type SGDHyper, type SGDOptions } from './sgd.js';
 export { AdamW, type AdamWHyper, type AdamWOptions } from './adamw.js';
 export * from './schedule.js';
+export { clipGradNorm, type ClipGradNormOptions } from './clip.js';

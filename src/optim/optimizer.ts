@@ -7,6 +7,8 @@
 //      src/precondition), the preconditioner's direction, read from per-sample statistics of the
 //      same graph. Any preconditioner pairs with any rule: NGD+SGD, NGD+AdamW, ...
 //   2. update(): the first-order rule (SGD, AdamW, ...) applied to `.grad`, under noGrad.
+// Gradient hooks (`addGradientHook`, e.g. `clipGradNorm`) run between the two, for every method.
+// `step()` runs both; `computeDirection()` then `update()` is the same step in two calls.
 import type { Preconditioner, PreconditionerStateDict } from '../precondition/preconditioner.js';
 import { grad as autogradGrad, keep, noGrad, scope, Tensor } from '../tensor/index.js';
 
@@ -27,6 +29,13 @@ export interface StepStats {
   loss: number;
   [key: string]: number;
 }
+
+/**
+ * Runs between the gradient phase and the update of every step, with `.grad` holding the direction
+ * the rule is about to apply (change it in place: clip it, log it). `stats` is the step's report so
+ * far; numbers added to it are reported with the step.
+ */
+export type GradientHook = (params: readonly Tensor[], stats: StepStats) => void;
 
 /** Hyperparameters every optimizer has. Group hyperparameters must be JSON values. */
 export interface BaseHyper {
@@ -116,6 +125,9 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   stepCount = 0;
   /** Writes the direction in the gradient phase (null: the mean-loss gradient). */
   readonly preconditioner: Preconditioner | null;
+  readonly #hooks: GradientHook[] = [];
+  /** A gradient phase wrote a direction that update() has not applied yet. */
+  #directionPending = false;
 
   constructor(params: ParamsInput<H>, defaults: H, preconditioner: Preconditioner | null = null) {
     const owner = new.target.name;
@@ -214,9 +226,34 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
     for (const p of this.params) p.zeroGrad();
   }
 
-  /** One training step on a batch: the gradient phase, then `update()`. */
+  /**
+   * Adds a hook that runs after the gradient phase of every step, before the update (see
+   * `GradientHook`); returns a function that removes it. Works with and without a preconditioner:
+   * `opt.addGradientHook((params) => clipGradNorm(params, 1))`.
+   */
+  addGradientHook(hook: GradientHook): () => void {
+    if (typeof hook !== 'function') throw new TypeError(`${this.label}.addGradientHook: the hook must be a function`);
+    this.#hooks.push(hook);
+    return () => {
+      const i = this.#hooks.indexOf(hook);
+      if (i >= 0) this.#hooks.splice(i, 1);
+    };
+  }
+
+  /** One training step on a batch: the gradient phase, the gradient hooks, then `update()`. */
   step(input: StepInput): StepStats {
+    const stats = this.computeDirection(input);
+    this.update();
+    return stats;
+  }
+
+  /**
+   * The first half of `step()`: the gradient phase (every parameter's `.grad` becomes the direction:
+   * the preconditioner's, or the mean-loss gradient) and the gradient hooks. Call `update()` next.
+   */
+  computeDirection(input: StepInput): StepStats {
     checkStepInput(this.label, input);
+    this.#checkParamsAlive('step');
     // A NaN or infinite loss would turn every parameter into NaN: stop before any gradient.
     const loss = scope(() => input.perSampleLoss.detach().mean().item());
     if (!Number.isFinite(loss)) {
@@ -224,8 +261,23 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
       throw new Error(`${this.label}.step: the loss is ${loss} at epoch ${input.epoch}; parameters left unchanged (lower the learning rate, or check the data)`);
     }
     const stats = this.computeGradients(input, loss);
-    this.update();
+    this.#directionPending = true;
+    for (const hook of this.#hooks) hook(this.params, stats);
     return stats;
+  }
+
+  /**
+   * A parameter disposed under the optimizer means the model's tensors were replaced (`Module.to()`
+   * to another dtype or device, `dispose()`): say so, instead of failing deep inside autograd.
+   */
+  #checkParamsAlive(what: string): void {
+    const params = this.params;
+    const i = params.findIndex((p) => p.isDisposed);
+    if (i < 0) return;
+    throw new Error(`${this.label}.${what}: parameter ${i} (of ${params.length}) of this optimizer has been disposed: the model's ` +
+      'tensors were replaced after the optimizer was built (Module.to() to another dtype or device, or dispose()). ' +
+      'This optimizer is stale: build the model, call model.to(...), then build the optimizer (and its preconditioner); ' +
+      'a stale one still taps the model: dispose() it, then build the optimizer again.');
   }
 
   /**
@@ -256,8 +308,19 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
     });
   }
 
-  /** Applies the first-order rule to every parameter that has a `.grad`, and counts the step. */
+  /**
+   * Applies the first-order rule to every parameter that has a `.grad`, and counts the step. With a
+   * preconditioner, only after `computeDirection()`: its direction needs the per-sample losses, and
+   * `.grad` left by `loss.backward()` would silently make the step plain SGD.
+   */
   update(): void {
+    this.#checkParamsAlive('update');
+    if (this.preconditioner !== null && !this.#directionPending) {
+      throw new Error(`${this.label}.update: no ${this.preconditioner.label} direction to apply. ${this.preconditioner.label} ` +
+        'computes its direction from per-sample losses: call step({ perSampleLoss, sampleIds, epoch }), or computeDirection(...) ' +
+        'then update(). (update() after loss.backward() would apply the plain gradient, i.e. SGD.)');
+    }
+    this.#directionPending = false;
     noGrad(() => scope(() => {
       for (const group of this.paramGroups) {
         for (const p of group.params) {
