@@ -55,7 +55,11 @@ export class CoefficientStore {
   columns(sampleIds: Int32Array, batchIndex: number): Int32Array {
     if (this.key === 'sample') {
       for (const id of sampleIds) {
-        if (!(id >= 0 && id < this.capacity)) throw new RangeError(`CoefficientStore: sample id ${id} outside [0, ${this.capacity})`);
+        if (!(id >= 0 && id < this.capacity)) {
+          throw new RangeError(`CoefficientStore: sample id ${id} outside [0, ${this.capacity}): the store keyed by sample id was sized ` +
+            `for numSamples = ${this.capacity}, which must be the dataset's length (dataset.length: the largest sample id + 1), ` +
+            'not a loader\'s subset size (loader.numSamples) or the batch size');
+        }
       }
       return sampleIds;
     }
