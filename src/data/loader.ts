@@ -96,7 +96,12 @@ export class Epoch<B extends BaseBatch> implements Iterable<B> {
   }
 }
 
-export class DataLoader<B extends BaseBatch> {
+/**
+ * Seeded, resumable batches of a dataset. `epoch(e)` gives epoch e's batches (what a training loop
+ * that needs the epoch number, such as FNGD's, uses); iterating the loader itself walks one epoch
+ * per loop, 0, 1, 2, ..., like a PyTorch DataLoader. Either way the consumer disposes each batch.
+ */
+export class DataLoader<B extends BaseBatch> implements Iterable<B> {
   readonly dataset: Dataset<B>;
   readonly batchSize: number;
   readonly train: boolean;
@@ -110,6 +115,7 @@ export class DataLoader<B extends BaseBatch> {
   readonly #pool: Int32Array;
   readonly #poolBatches: number;
   #cache: { epoch: number; order: Int32Array; bounds: Int32Array } | null = null;
+  #nextEpoch = 0;
 
   constructor(dataset: Dataset<B>, o: DataLoaderOptions) {
     const n = dataset.length;
@@ -162,6 +168,22 @@ export class DataLoader<B extends BaseBatch> {
       this.#cache = c;
     }
     return new Epoch(this, e, c.order, c.bounds, 0).from(start);
+  }
+
+  /** The epoch the next `for (const batch of loader)` walks (0 at first; one more per loop started). */
+  get nextEpoch(): number {
+    return this.#nextEpoch;
+  }
+
+  /**
+   * `for (const batch of loader)` walks the batches of the next epoch (each loop a new epoch, so a
+   * new shuffle). Batches are made when the loop asks for them, in the scope open at that moment:
+   * dispose each one (`disposeBatch(batch)`) once done with it.
+   */
+  [Symbol.iterator](): Iterator<B> {
+    const e = this.#nextEpoch;
+    this.#nextEpoch += 1;
+    return this.epoch(e)[Symbol.iterator]();
   }
 
   /** Batch k of epoch e (shorthand for epoch(e).batch(k)). */

@@ -30,9 +30,9 @@ export interface TrainerState {
   epochSamples: number;
 }
 
-interface CheckpointMeta {
+interface CheckpointMeta<S> {
   format: typeof CHECKPOINT_FORMAT;
-  state: TrainerState;
+  state: S;
   optimizer: OptimizerMeta;
   config: Record<string, unknown>;
 }
@@ -50,10 +50,13 @@ function nonFinite(tensors: Map<string, Tensor>): string | null {
 }
 
 /**
- * Writes the checkpoint atomically. A model or optimizer tensor with NaN or Inf is an error and
- * nothing is written: the previous checkpoint stays the last good one.
+ * Saves the model, the optimizer (its rule's state, its preconditioner's state: FNGD's stored
+ * coefficients, KFAC's factors) and `state`, any JSON value saying where the run stands (the
+ * Trainer's `TrainerState`; in your own loop, say `{ epoch, step }`), in one safetensors file,
+ * written to a temporary name and renamed. A model or optimizer tensor with NaN or Inf is an error
+ * and nothing is written: the previous checkpoint stays the last good one.
  */
-export function saveCheckpoint(path: string, model: Module, optimizer: Optimizer, state: TrainerState, config: Record<string, unknown>): void {
+export function saveCheckpoint<S = TrainerState>(path: string, model: Module, optimizer: Optimizer, state: S, config: Record<string, unknown> = {}): void {
   scope(() => {
     const tensors = new Map<string, Tensor>();
     for (const [k, v] of model.stateDict()) tensors.set(`model.${k}`, v);
@@ -61,15 +64,15 @@ export function saveCheckpoint(path: string, model: Module, optimizer: Optimizer
     for (const [k, v] of opt.tensors) tensors.set(`optim.${k}`, v);
     const bad = nonFinite(tensors);
     if (bad !== null) throw new Error(`refusing to write the checkpoint ${path}: ${bad}; the training has diverged (the previous checkpoint, if any, is kept)`);
-    const meta: CheckpointMeta = { format: CHECKPOINT_FORMAT, state, optimizer: opt.meta, config };
+    const meta: CheckpointMeta<S> = { format: CHECKPOINT_FORMAT, state, optimizer: opt.meta, config };
     saveSafetensors(path, tensors, { fngd: JSON.stringify(meta) }, { checksum: true });
   });
 }
 
-function parseMeta(path: string, metadata: Record<string, string>): CheckpointMeta {
-  let meta: CheckpointMeta;
+function parseMeta<S>(path: string, metadata: Record<string, string>): CheckpointMeta<S> {
+  let meta: CheckpointMeta<S>;
   try {
-    meta = JSON.parse(metadata.fngd ?? 'null') as CheckpointMeta;
+    meta = JSON.parse(metadata.fngd ?? 'null') as CheckpointMeta<S>;
   } catch {
     throw new Error(`${path}: checkpoint metadata is not valid JSON`);
   }
@@ -82,11 +85,15 @@ export function readCheckpointConfig(path: string): Record<string, unknown> {
   return parseMeta(path, readSafetensorsMetadata(path)).config ?? {};
 }
 
-/** Restores the model and the optimizer in place and returns where the run stands. */
-export function loadCheckpoint(path: string, model: Module, optimizer: Optimizer): TrainerState {
+/**
+ * Restores the model and the optimizer in place from a `saveCheckpoint` file and returns the `state`
+ * saved with them. Build the model and the optimizer as they were built for the saved run (same
+ * architecture, rule and preconditioner); mismatches throw before anything changes in the model.
+ */
+export function loadCheckpoint<S = TrainerState>(path: string, model: Module, optimizer: Optimizer): S {
   return scope(() => {
     const { tensors, metadata } = loadSafetensors(path);
-    const meta = parseMeta(path, metadata);
+    const meta = parseMeta<S>(path, metadata);
     // Checkpoints from before the checksum load unverified (runs in flight must stay resumable).
     if (metadata[CHECKSUM_KEY] === undefined) warn('checkpoint', `${path} has no checksum (written by an older fngd): loaded without verification`);
     const bad = nonFinite(tensors);

@@ -12,8 +12,11 @@ export interface Task<B extends BaseBatch = BaseBatch> {
   readonly trainLoader: DataLoader<B>;
   /** Evaluation sets by name ('val', 'test'); evaluated after every epoch. */
   readonly evalLoaders: Record<string, DataLoader<B>>;
-  /** The metric `evaluate` reports and targets refer to ('accuracy' in [0,1], 'bleu' in [0,100]). */
-  readonly metric: 'accuracy' | 'bleu';
+  /**
+   * The headline metric `evaluate` reports (also as `metric`) and targets refer to: 'accuracy' in
+   * [0,1] and 'bleu' in [0,100] for the built-in tasks, any name for yours (`supervisedTask`).
+   */
+  readonly metric: string;
   /**
    * The forward pass in training mode: per-sample losses [B], attached to the graph. Their mean is
    * the loss a first-order optimizer descends.

@@ -58,6 +58,8 @@ export interface TrainerOptions {
   config?: Record<string, unknown>;
   /** Called with each epoch's log record. */
   onEpoch?: (record: EpochRecord) => void;
+  /** Called after every step with its record (the line written to steps.jsonl). */
+  onStep?: (record: StepRecord) => void;
 }
 
 export interface EpochRecord {
@@ -92,7 +94,7 @@ export interface TrainResult {
 export class Trainer<B extends BaseBatch> {
   readonly task: Task<B>;
   readonly optimizer: Optimizer;
-  readonly o: Required<Omit<TrainerOptions, 'onEpoch' | 'outDir' | 'schedule' | 'stopAfterSteps'>> & TrainerOptions;
+  readonly o: Required<Omit<TrainerOptions, 'onEpoch' | 'onStep' | 'outDir' | 'schedule' | 'stopAfterSteps'>> & TrainerOptions;
   #interrupted = false;
 
   constructor(task: Task<B>, optimizer: Optimizer, o: TrainerOptions) {
@@ -158,6 +160,7 @@ export class Trainer<B extends BaseBatch> {
           if (Object.keys(extra).length > 0) rec.stats = extra;
           state.steps.push(rec);
           dir?.appendStep(rec);
+          o.onStep?.(rec);
           state.epochLossSum += loss * n;
           state.epochSamples += n;
           state.step += 1;
