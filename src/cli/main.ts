@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // The fngd command line: `fngd train ...`, `fngd demo`, `fngd --help`.
+import { readFileSync } from 'node:fs';
 import { setWarningHandler } from '../warnings.js';
 import { UsageError } from './args.js';
 import { benchCommand } from './bench.js';
 import { demoCommand } from './demo.js';
-import { trainCommand, trainHelp } from './train.js';
+import { trainCommand } from './train.js';
 
 const HELP = `fngd: natural-gradient training on libtorch
 
@@ -12,8 +13,14 @@ usage:
   fngd train --task TASK [flags]   train a model (fngd train --help lists every flag)
   fngd demo                        the headline demo
   fngd bench --suite quick|full    the reproduction suite and its report (fngd bench --help)
-  fngd --help
+  fngd help COMMAND                that command's help (also: fngd COMMAND --help)
+  fngd --version
 `;
+
+/** The version in fngd's package.json (dist/src/cli/main.js -> package.json). */
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
 async function main(argv: string[]): Promise<void> {
   // The library reports warnings through one hook; the command line prints them.
@@ -23,9 +30,19 @@ async function main(argv: string[]): Promise<void> {
     case undefined:
     case '--help':
     case '-h':
-    case 'help':
-      process.stdout.write(cmd === undefined ? HELP : HELP + '\n' + trainHelp());
+      process.stdout.write(HELP);
       if (cmd === undefined) process.exitCode = 2;
+      return;
+    case 'help':
+      if (rest[0] === undefined) {
+        process.stdout.write(HELP);
+        return;
+      }
+      await main([rest[0], '--help']);
+      return;
+    case '--version':
+    case '-v':
+      process.stdout.write(`${version()}\n`);
       return;
     case 'train':
       await trainCommand(rest);
