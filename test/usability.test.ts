@@ -253,7 +253,12 @@ test('supervisedTask + Trainer: per-step callbacks, metrics by name, checkpoints
     const a = build();
     assert.equal(a.task.metric, 'top1');
     const steps: StepRecord[] = [];
-    const res = await new Trainer(a.task, a.opt, { epochs: 2, seed: 0, progress: false, onStep: (r) => steps.push(r) }).fit();
+    const res = await new Trainer(a.task, a.opt, { epochs: 2, seed: 0, progress: false, outDir: join(dir, 'run'), onStep: (r) => steps.push(r) }).fit();
+    // log.csv: the epoch records of log.jsonl as CSV, same columns, same numbers.
+    const csv = readFileSync(join(dir, 'run', 'log.csv'), 'utf8').trim().split('\n').map((l) => l.split(','));
+    const jsonl = readFileSync(join(dir, 'run', 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    assert.deepEqual(csv[0], Object.keys(jsonl[0]!));
+    assert.deepEqual(csv.slice(1).map((row) => row.map(Number)), jsonl.map((r) => Object.values(r)));
     assert.equal(steps.length, 6);
     assert.deepEqual(steps.map((s) => [s.epoch, s.step]), [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]);
     assert.deepEqual(steps.map((s) => s.stats?.reused), [0, 0, 0, 1, 1, 1], 'FNGD solved in epoch 0, reused in epoch 1');

@@ -7,12 +7,14 @@
 // The run folder (lock, fresh/resume rules, logs that never run ahead of the checkpoint) is
 // run-dir.ts. Failing loudly: an empty training or evaluation set, a non-finite loss or metric,
 // a checkpoint with NaN weights are errors; the last good checkpoint is never replaced by a bad one.
-import { resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { deriveSeed, type BaseBatch, type DataLoader } from '../data/index.js';
 import { applySchedule, type Optimizer, type Schedule } from '../optim/index.js';
 import { manualSeed, scope } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import { loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
+import { epochsCsv } from './csv.js';
 import { ProgressBar } from './progress.js';
 import { CHECKPOINT_FILE, RunDir } from './run-dir.js';
 import type { Task } from './task.js';
@@ -37,7 +39,7 @@ export interface TrainerOptions {
   epochs: number;
   seed: number;
   /**
-   * Folder for log.jsonl, steps.jsonl and checkpoint.safetensors: a path (fit() opens and locks it
+   * Folder for log.jsonl (and the same as log.csv), steps.jsonl and checkpoint.safetensors: a path (fit() opens and locks it
    * for the run, run-dir.ts), a RunDir the caller opened (and closes), or null: all in memory.
    */
   outDir?: string | RunDir | null;
@@ -122,6 +124,7 @@ export class Trainer<B extends BaseBatch> {
     checkData(task);
     const given = o.outDir ?? null;
     const dir = given === null || given instanceof RunDir ? given : RunDir.open(given, { resume: o.resume, overwrite: o.overwrite });
+
     const onSigint = (): void => {
       this.#interrupted = true;
     };
@@ -135,6 +138,8 @@ export class Trainer<B extends BaseBatch> {
         dir.restoreLogs(state.epochs, state.steps);
         this.log(`resuming from ${ckpt}: epoch ${state.epoch + 1}, step ${state.step}`);
       }
+      // log.csv is log.jsonl as a table, rewritten whole from the history (resumed runs included).
+      if (dir) writeFileSync(join(dir.path, 'log.csv'), epochsCsv(state.epochs));
       if (o.handleSigint) process.on('SIGINT', onSigint);
       while (state.epoch < o.epochs) {
         const epoch = loader.epoch(state.epoch);
@@ -207,6 +212,8 @@ export class Trainer<B extends BaseBatch> {
         };
         state.epochs.push(record);
         dir?.appendEpoch(record);
+        // Rewritten whole from the history (a resumed run's included), so its columns stay aligned.
+        if (dir) writeFileSync(join(dir.path, 'log.csv'), epochsCsv(state.epochs));
         o.onEpoch?.(record);
         state.epoch += 1;
         state.step = 0;
