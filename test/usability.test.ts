@@ -2,7 +2,7 @@
 // method, schedules, an iterable loader, metrics, a task from one's own parts, checkpoints with
 // one's own state, per-step callbacks, the CLI's version and help) and the misuses that must fail
 // with a clear error (update() without step() on a per-sample method, a stale optimizer after
-// Module.to(), an FNGD store sized by a subset).
+// a disposed model, an FNGD store sized by a subset); Module.to() in place.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -125,24 +125,31 @@ test('update() without step() is refused when the direction needs per-sample los
   ds.dispose();
 });
 
-test('Module.to() after building an optimizer: the next step names the stale optimizer', () => {
+test('Module.to() moves parameters in place: an optimizer built before keeps training the model; a disposed model\'s optimizer is named stale', () => {
   const ds = new Toy(8, 3);
+  manualSeed(0);
   const model = mlp();
-  const opt = new optim.SGD(model.parameters(), { lr: 0.1, preconditioner: precondition.ngd(model) });
+  const params = model.parameters();
+  const opt = new optim.SGD(model.parameters(), { lr: 0.1, momentum: 0.9, preconditioner: precondition.ngd(model) });
   model.to('float32');
+  assert.ok(model.parameters().every((p, i) => p === params[i] && p.dtype === 'float32' && p.isLeaf && p.requiresGrad), 'same objects, moved');
   const b = (): Batch => {
-    const x = ds.batch(Int32Array.from([0, 1]));
+    const x = ds.batch(Int32Array.from([0, 1, 2, 3]));
     return { ...x, x: x.x.to('float32') };
   };
-  assert.throws(() => scope(() => opt.step(stepInput(model, b()))),
-    /NGD\.step: parameter 0 \(of 4\) of this optimizer has been disposed: .*Module\.to\(\).*This optimizer is stale: build the model, call model\.to\(\.\.\.\), then build the optimizer.*dispose\(\) it/);
-  assert.throws(() => opt.update(), /NGD\.update: parameter 0 \(of 4\).*stale/);
-  // Disposed (it stops tapping the model) and built again after to(), it works.
-  opt.dispose();
-  const fresh = new optim.SGD(model.parameters(), { lr: 0.1, preconditioner: precondition.ngd(model) });
-  scope(() => fresh.step(stepInput(model, b())));
-  fresh.dispose();
+  const w0 = params[0]!.toArray();
+  for (let k = 0; k < 2; k++) scope(() => opt.step(stepInput(model, b())));
+  assert.notDeepEqual(params[0]!.toArray(), w0, 'the optimizer built before to() updated the moved parameters');
+  assert.equal(params[0]!.dtype, 'float32');
+
+  // A model disposed under its optimizer: the next step says the optimizer is stale.
+  const other = mlp();
   model.dispose();
+  assert.throws(() => scope(() => opt.step(stepInput(other, ds.batch(Int32Array.from([0, 1]))))),
+    /NGD\.step: parameter 0 \(of 4\) of this optimizer has been disposed \(its model was disposed.*This optimizer is stale: dispose\(\) it/);
+  assert.throws(() => opt.update(), /NGD\.update: parameter 0 \(of 4\).*stale/);
+  opt.dispose();
+  other.dispose();
   ds.dispose();
 });
 

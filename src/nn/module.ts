@@ -192,9 +192,10 @@ export abstract class Module {
 
   /**
    * Moves parameters and buffers to a device and/or casts the floating ones to a dtype (integer
-   * buffers such as BatchNorm's step count keep their dtype). Moved parameters are new leaf tensors
-   * (their `.grad` is dropped) and the old ones are disposed, so build optimizers after `to()`: an
-   * optimizer built before throws at its next step, saying it is stale.
+   * buffers such as BatchNorm's step count keep their dtype), in place as PyTorch does: each
+   * parameter stays the same Tensor object (now holding the moved data; its `.grad` is dropped), so
+   * an optimizer built before still holds the model's parameters. Its own state (momentum, moments)
+   * is not moved: build optimizers after `to()`, as in PyTorch.
    */
   to(target: Device | DType | { device?: Device; dtype?: DType }): this {
     const t = typeof target !== 'string' ? target
@@ -206,14 +207,13 @@ export abstract class Module {
       if (done !== undefined) return done;
       const dtype = t.dtype !== undefined && FLOATING.includes(x.dtype) && x.dtype !== t.dtype ? t.dtype : undefined;
       const device = t.device !== undefined && normDevice(t.device) !== x.device ? t.device : undefined;
-      let y = x;
       if (dtype !== undefined || device !== undefined) {
-        y = keep(noGrad(() => x.to({ dtype, device })));
+        const y = noGrad(() => x.to({ dtype, device }));
         if (isParam) y.requiresGrad_(x.requiresGrad);
-        x.dispose();
+        x.replaceWith_(y);
       }
-      moved.set(x, y);
-      return y;
+      moved.set(x, x);
+      return x;
     };
     for (const m of this.modules()) {
       for (const [n, x] of m.#params) if (x !== null) m.#params.set(n, move(x, true));

@@ -267,17 +267,17 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   }
 
   /**
-   * A parameter disposed under the optimizer means the model's tensors were replaced (`Module.to()`
-   * to another dtype or device, `dispose()`): say so, instead of failing deep inside autograd.
+   * A parameter disposed under the optimizer means its model was disposed (or rebuilt) while the
+   * optimizer lived on: say so, instead of failing deep inside autograd. (`Module.to()` moves
+   * parameters in place, so it keeps an optimizer's parameters alive.)
    */
   #checkParamsAlive(what: string): void {
     const params = this.params;
     const i = params.findIndex((p) => p.isDisposed);
     if (i < 0) return;
-    throw new Error(`${this.label}.${what}: parameter ${i} (of ${params.length}) of this optimizer has been disposed: the model's ` +
-      'tensors were replaced after the optimizer was built (Module.to() to another dtype or device, or dispose()). ' +
-      'This optimizer is stale: build the model, call model.to(...), then build the optimizer (and its preconditioner); ' +
-      'a stale one still taps the model: dispose() it, then build the optimizer again.');
+    throw new Error(`${this.label}.${what}: parameter ${i} (of ${params.length}) of this optimizer has been disposed ` +
+      '(its model was disposed, or the parameter itself). This optimizer is stale: dispose() it and build one ' +
+      'on the parameters of the model you train.');
   }
 
   /**

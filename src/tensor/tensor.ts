@@ -78,6 +78,22 @@ export class Tensor {
     native.disposeArmed(this, this.#handle);
   }
 
+  /**
+   * Makes this object hold `source`'s tensor, freeing its own; `source` is consumed (disposed).
+   * Module.to() moves parameters this way, so that a moved parameter is the same object: what holds
+   * it (an optimizer, a map) still holds it, as with PyTorch's `param.data = ...`.
+   * @internal
+   */
+  replaceWith_(source: Tensor): this {
+    if (source === this) return this;
+    const h = native.share(source.handle);
+    source.dispose();
+    native.disposeArmed(this, this.#handle);
+    this.#handle = h;
+    native.arm(this, h);
+    return this;
+  }
+
   // ---- data out -------------------------------------------------------------------------------
   /** A copy of the data as a flat typed array (float16/bfloat16 come back as float32, bool as uint8). */
   data(): TypedArray {
