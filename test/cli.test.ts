@@ -99,7 +99,7 @@ test('Ctrl-C writes a checkpoint and stops; --resume finishes the run', async ()
     });
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     assert.equal(code, 130, `interrupted run exits with 130 (stderr: ${err})`);
-    assert.match(err, /stopped at epoch 1, step \d+; checkpoint in/);
+    assert.match(err, /stopped at epoch 0, step \d+; checkpoint in/);
     assert.ok(existsSync(join(dir, 'checkpoint.safetensors')));
     const done = readFileSync(steps, 'utf8').trim().split('\n').length;
     assert.ok(done < 400, 'stopped before the end');
@@ -110,7 +110,7 @@ test('Ctrl-C writes a checkpoint and stops; --resume finishes the run', async ()
     assert.deepEqual(all.map((s) => s.epoch * 200 + s.step), Array.from({ length: 400 }, (_, i) => i));
     const log = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n');
     assert.equal(log.length, 2);
-    assert.match(r.out, /epoch 2: train loss [\d.]+, test accuracy \d+\.\d+%/);
+    assert.match(r.out, /epoch 1: train loss [\d.]+, test accuracy \d+\.\d+%/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -29,7 +29,13 @@ for (const line of readFileSync(groupsFile, 'utf8').split('\n')) {
   const cells = targets.map((t) => {
     const hits = runs.map((logs) => logs.find((l) => (l[metric] ?? -Infinity) >= t)).filter((h): h is EpochLog => h !== undefined);
     if (hits.length * 2 <= runs.length) return `- (${hits.length}/${runs.length}) | -`;
-    return `${median(hits.map((h) => h.epoch))} (${hits.length}/${runs.length}) | ${Math.round(median(hits.map(trainSeconds)))}`;
+    // Epochs trained to the target: the record's position (logs before and after the switch of
+    // log.jsonl's epoch to counting from 0 read the same).
+    const trained = runs.flatMap((logs) => {
+      const i = logs.findIndex((l) => (l[metric] ?? -Infinity) >= t);
+      return i < 0 ? [] : [i + 1];
+    });
+    return `${median(trained)} (${hits.length}/${runs.length}) | ${Math.round(median(hits.map(trainSeconds)))}`;
   });
   console.log(`| ${label} | ${runs.length} | ${fmt(median(finals))} (${fmt(Math.min(...finals))}-${fmt(Math.max(...finals))}) | ${cells.join(' | ')} | ${Math.round(median(runs.map((logs) => trainSeconds(logs.at(-1)!))))} |`);
 }

@@ -34,7 +34,7 @@ for (const line of readFileSync(gridFile, 'utf8').split('\n')) {
   const hit = logs.find((l) => (l[metric] ?? -Infinity) >= target);
   const trainTime = (l: EpochLog): string => `${Math.round(trainSeconds(l))}${l.eval_time === undefined ? '*' : ''}`;
   const hyper = [f.lr && `lr ${f.lr}`, f.damping && `damping ${f.damping}`, f.seed && `seed ${f.seed}`].filter(Boolean).join(', ');
-  rows.push(`| ${name} | ${f.optimizer ?? 'sgd'} | ${hyper} | ${logs.map((l) => pct(l[metric])).join(' / ')}${done ? '' : logs.length ? ' (running)' : 'not run'} | ${pct(logs.at(-1)?.[metric])} | ${hit ? hit.epoch : '-'} | ${hit ? trainTime(hit) : '-'} | ${logs.length ? trainTime(logs.at(-1)!) : '-'} |`);
+  rows.push(`| ${name} | ${f.optimizer ?? 'sgd'} | ${hyper} | ${logs.map((l) => pct(l[metric])).join(' / ')}${done ? '' : logs.length ? ' (running)' : 'not run'} | ${pct(logs.at(-1)?.[metric])} | ${hit ? logs.indexOf(hit) + 1 : '-'} | ${hit ? trainTime(hit) : '-'} | ${logs.length ? trainTime(logs.at(-1)!) : '-'} |`);
 }
 console.log(`| run | optimizer | hyperparameters | ${metric} per epoch | final | epochs to ${Number.isNaN(target) ? 'target' : pct(target)} | train s to target | train s total |`);
 console.log('|---|---|---|---|---|---|---|---|');

@@ -211,7 +211,7 @@ export async function trainRun(cfg: TaskConfig, name: string, seed: number, o: {
         config: { command: 'bench', task: cfg.task, optimizer: name, seed, ...flags },
         onEpoch: (r) => {
           const e: RunEpoch = {
-            epoch: r.epoch, wall_time: round(r.wall_time, 6), train_time: round(r.wall_time - evalSeconds, 6),
+            epoch: r.epoch + 1, wall_time: round(r.wall_time, 6), train_time: round(r.wall_time - evalSeconds, 6),
             train_loss: round(r.train_loss, 6), eval_loss: round(r[`${cfg.split}_loss`] ?? NaN, 6), metric: round(r[`${cfg.split}_metric`] ?? NaN, 6),
           };
           epochs.push(e);

@@ -56,6 +56,11 @@ export interface MachineInfo {
 }
 
 export interface RunEpoch {
+  /**
+   * Epochs trained when the record was made (1 after the first): a count, so epochs to a target
+   * read directly. The trainer's records index epochs from 0; this is their epoch + 1. Stored
+   * reports keep this meaning.
+   */
   epoch: number;
   /** Seconds since the start of the run, training and evaluation. */
   wall_time: number;

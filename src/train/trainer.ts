@@ -65,6 +65,10 @@ export interface TrainerOptions {
 }
 
 export interface EpochRecord {
+  /**
+   * The epoch just finished, counted from 0 as everywhere in fngd (StepRecord.epoch, the optimizer's
+   * StepInput.epoch, DataLoader.epoch(e), checkpoints): the first epoch's record says 0.
+   */
   epoch: number;
   /** Seconds of training and evaluation since the run started (summed across resumes). */
   wall_time: number;
@@ -136,14 +140,14 @@ export class Trainer<B extends BaseBatch> {
         state = loadCheckpoint(dir.checkpointPath, task.model, optimizer);
         // The logs hold exactly the checkpoint's history: lines written after it are dropped.
         dir.restoreLogs(state.epochs, state.steps);
-        this.log(`resuming from ${ckpt}: epoch ${state.epoch + 1}, step ${state.step}`);
+        this.log(`resuming from ${ckpt}: epoch ${state.epoch}, step ${state.step}`);
       }
       // log.csv is log.jsonl as a table, rewritten whole from the history (resumed runs included).
       if (dir) writeFileSync(join(dir.path, 'log.csv'), epochsCsv(state.epochs));
       if (o.handleSigint) process.on('SIGINT', onSigint);
       while (state.epoch < o.epochs) {
         const epoch = loader.epoch(state.epoch);
-        const bar = new ProgressBar(`epoch ${state.epoch + 1}/${o.epochs}`, epoch.length, { enabled: o.progress });
+        const bar = new ProgressBar(`epoch ${state.epoch} (${state.epoch + 1}/${o.epochs})`, epoch.length, { enabled: o.progress });
         let t0 = performance.now();
         const flushTime = (): void => {
           const now = performance.now();
@@ -160,7 +164,7 @@ export class Trainer<B extends BaseBatch> {
             const { loss: l, ...rest } = optimizer.step({ perSampleLoss, sampleIds: batch.ids, epoch: state.epoch, batchIndex: state.step });
             return { loss: l, n: batch.ids.length, extra: rest };
           });
-          if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at epoch ${state.epoch + 1}, step ${state.step}`);
+          if (!Number.isFinite(loss)) throw new Error(`training diverged: loss ${loss} at epoch ${state.epoch}, step ${state.step}`);
           const rec: StepRecord = { epoch: state.epoch, step: state.step, loss, lr };
           if (Object.keys(extra).length > 0) rec.stats = extra;
           state.steps.push(rec);
@@ -181,7 +185,7 @@ export class Trainer<B extends BaseBatch> {
           }
           if (stop) {
             bar.done();
-            this.log(`stopped at epoch ${state.epoch + 1}, step ${state.step}${ckpt ? `; checkpoint in ${ckpt}` : ''}`);
+            this.log(`stopped at epoch ${state.epoch}, step ${state.step}${ckpt ? `; checkpoint in ${ckpt}` : ''}`);
             return { epochs: state.epochs, steps: state.steps, status: 'stopped' };
           }
         }
@@ -195,13 +199,13 @@ export class Trainer<B extends BaseBatch> {
         const epochLoss = state.epochLossSum / Math.max(1, state.epochSamples);
         const bad = Object.entries({ train_loss: epochLoss, ...metrics }).filter(([, v]) => !Number.isFinite(v));
         if (bad.length > 0) {
-          throw new Error(`epoch ${state.epoch + 1}: ${bad.map(([k, v]) => `${k} is ${v}`).join(', ')}: the model has diverged or the evaluation `
+          throw new Error(`epoch ${state.epoch}: ${bad.map(([k, v]) => `${k} is ${v}`).join(', ')}: the model has diverged or the evaluation `
             + `is broken; the run stops${dir?.hasCheckpoint() ? ` (its last good checkpoint, ${ckpt}, is kept)` : ''}`);
         }
         flushTime();
         const trainSeconds = state.wallTime;
         const record: EpochRecord = {
-          epoch: state.epoch + 1,
+          epoch: state.epoch,
           wall_time: trainSeconds,
           eval_time: (state.epochs.at(-1)?.eval_time ?? 0) + evalSeconds,
           train_loss: epochLoss,
