@@ -93,3 +93,17 @@ test('packed, installed from the tarball, built with npx fngd-build: the README 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the addon build names what is missing and the fix; on install a missing libtorch is reported, not fatal', () => {
+  const build = join(root, 'native', 'build.mjs');
+  const env = { ...process.env, FNGD_LIBTORCH: join(tmpdir(), 'no-such-libtorch') };
+  const explicit = spawnSync(process.execPath, [build], { encoding: 'utf8', env });
+  assert.equal(explicit.status, 1);
+  assert.match(explicit.stderr, /FNGD_LIBTORCH=.*no-such-libtorch has no include\/ATen\/ATen\.h/);
+  const onInstall = spawnSync(process.execPath, [build, '--on-install'], { encoding: 'utf8', env });
+  assert.equal(onInstall.status, 0, 'npm install goes on');
+  assert.match(onInstall.stderr, /the addon was not built\. Then build the addon with `npx fngd-build`/);
+  const noCompiler = spawnSync(process.execPath, [build], { encoding: 'utf8', env: { ...process.env, CXX: 'no-such-compiler' } });
+  assert.equal(noCompiler.status, 1);
+  assert.match(noCompiler.stderr, /no C\+\+ compiler: 'no-such-compiler' does not run\. Install one \(Debian: apt-get install -y g\+\+\)/);
+});
