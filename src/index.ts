@@ -12,5 +12,5 @@ export * as metrics from './train/metrics.js';
 export type { Metric } from './train/metrics.js';
 export { saveCheckpoint, loadCheckpoint, CHECKPOINT_FORMAT, type TrainerState } from './train/checkpoint.js';
 export { createTask, TASKS, type TaskName, type TaskOptions } from './train/tasks.js';
-export { corpusBleu } from './train/bleu.js';
+export { corpusBleu, type BleuOptions, type BleuScore, type SmoothMethod } from './train/bleu.js';
 export * from './curvature/index.js';

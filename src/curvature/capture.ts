@@ -35,7 +35,7 @@ export interface CaptureConfig {
   method: GramMethod | 'auto';
 }
 
-interface CaptureContext extends CaptureConfig {
+export interface CaptureContext extends CaptureConfig {
   /** The engine's reusable memory for scaled temporaries. */
   scratch: Scratch | null;
 }

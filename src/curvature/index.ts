@@ -1,9 +1,9 @@
 // Per-sample curvature: one capture per batch gives exact per-layer Grams, weighted gradients,
 // per-sample gradients and KFAC factors; `solveCoefficients` turns a Gram into coefficients.
 export { CurvatureEngine, type CurvatureOptions, type CoveredLayer } from './engine.js';
-export { Capture, type Alpha, type UncoveredGrad } from './capture.js';
+export { Capture, type Alpha, type UncoveredGrad, type CaptureConfig, type CaptureContext } from './capture.js';
 export { planGram, layerGram, type GramMethod, type GramPlan } from './gram.js';
-export { LayerCurvature, type Use, type PerSampleGrads, type LayerGrads, type KfacFactors, type MethodCost } from './layers.js';
+export { LayerCurvature, type Use, type PerSampleGrads, type LayerGrads, type KfacFactors, type MethodCost, type WeightedOptions, type Scratch } from './layers.js';
 export { LinearCurvature } from './linear.js';
 export { ConvCurvature } from './conv.js';
 export { EmbeddingCurvature } from './embedding.js';

@@ -4,7 +4,8 @@ import { biasBound, kaimingUniformBound, uniformTensor, type InitOptions } from 
 import { Module } from './module.js';
 import type { TapSink } from './taps.js';
 
-type Pair = number | [number, number];
+/** A size per spatial dimension, or one for both. */
+export type Pair = number | [number, number];
 function pair(v: Pair, what: string): [number, number] {
   const p: [number, number] = typeof v === 'number' ? [v, v] : [v[0], v[1]];
   if (!p.every((x) => Number.isInteger(x) && x >= 0)) throw new RangeError(`${what}: expected non-negative integers, got ${JSON.stringify(v)}`);

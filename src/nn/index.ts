@@ -3,7 +3,7 @@ export { Module, type Layer, type LoadStateDictOptions } from './module.js';
 export * as init from './init.js';
 export type { InitOptions } from './init.js';
 export { Linear, Embedding, type LinearOptions, type EmbeddingOptions } from './linear.js';
-export { Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, type Conv2dOptions } from './conv.js';
+export { Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, type Conv2dOptions, type Pair } from './conv.js';
 export { BatchNorm2d, LayerNorm, type BatchNormOptions, type LayerNormOptions } from './norm.js';
 export { ReLU, GELU, Tanh, Identity, Flatten, Dropout, ModuleList, Sequential } from './basic.js';
 export { MultiheadAttention, causalMask, fromTorchAttentionKeys, type AttentionMasks, type MultiheadAttentionOptions } from './attention.js';

@@ -3,10 +3,10 @@ export type { Preconditioner, PreconditionerStateDict, RuleContext, JsonValue } 
 export { ngd, fngd, ief, fastIef, thermodynamicNgd, engineSgd, kfac, type SampleSpaceMethodOptions, type StoreOptions } from './methods.js';
 export { SampleSpacePreconditioner, directionCosine, type SampleSpaceOptions, type SampleSpaceSettings, type Coefficients, type CoefficientGroups, type GroupMode, type Normalize } from './sample-space.js';
 export { KfacPreconditioner, type KfacOptions, type KfacSettings } from './kfac.js';
-export { choleskySolver, identitySolver, type CoefficientSolver, type SolveInput, type SolveOutput } from './solver.js';
+export { choleskySolver, identitySolver, type CoefficientSolver, type SolveInput, type SolveOutput, type SolverStateDict } from './solver.js';
 export { dampingAt, diagonalShift, type Damping, type DampingMode } from './damping.js';
 export { rightHandSide, RIGHT_HAND_SIDES, type RightHandSide } from './rhs.js';
-export { CoefficientReuse, type ReuseOptions, type ReuseSettings } from './reuse.js';
-export { CoefficientStore, type CoefficientKey } from './coefficient-store.js';
+export { CoefficientReuse, type ReuseOptions, type ReuseSettings, type ReuseMeta } from './reuse.js';
+export { CoefficientStore, type CoefficientKey, type CoefficientStoreMeta } from './coefficient-store.js';
 export { thermodynamicSolver, type ThermodynamicOptions, type WarmStart } from './thermodynamic.js';
-export { METHODS, RULES, RULE_OPTIONS, COMMON_OPTIONS, buildMethod, resolveValues, methodEntry, methodOptions, type MethodEntry, type MethodContext, type OptionSpec, type RuleName } from './registry.js';
+export { METHODS, RULES, RULE_OPTIONS, COMMON_OPTIONS, buildMethod, resolveValues, methodEntry, methodOptions, type MethodEntry, type MethodContext, type OptionSpec, type RuleName, type OptionKind, type OptionValue, type Values } from './registry.js';

@@ -36,7 +36,7 @@ export interface ReuseSettings {
   probeThreshold: number;
 }
 
-interface ReuseMeta {
+export interface ReuseMeta {
   store: CoefficientStoreMeta;
   groups: CoefficientGroups;
   extraSolveEpochs: number[];
