@@ -393,7 +393,7 @@ test('empty data and non-finite metrics are errors, not "loss 0.0000, BLEU 0.00"
     const nanEval = (t: ReturnType<typeof createTask>): void => {
       (t as { evaluate: unknown }).evaluate = () => ({ loss: Number.NaN, accuracy: 0.5, metric: 0.5 });
     };
-    await assert.rejects(tinyRun(out, { tweak: nanEval }), /epoch 1: test_loss is NaN: the model has diverged or the evaluation is broken; the run stops/);
+    await assert.rejects(tinyRun(out, { tweak: nanEval }), /epoch 0: test_loss is NaN: the model has diverged or the evaluation is broken; the run stops/);
     assert.deepEqual(lines(join(out, 'log.jsonl')), [], 'nothing logged');
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -465,7 +465,7 @@ test('batch size 1 with a sum-normalized sample-space method is refused at start
     const perSampleLoss = crossEntropyPerSample(model.forward(x) as Tensor, tensor(BigInt64Array.from([0n, 1n, 2n, 0n])));
     assert.ok(Number.isFinite(perSampleLoss.sum().item()), 'the loss is finite');
     assert.throws(() => opt.step({ perSampleLoss, sampleIds: Int32Array.from([0, 1, 2, 3]), epoch: 0 }),
-      /NGD: the per-sample gradients overflowed at epoch 1 \(their Gram has NaN or infinite entries\): the training has diverged; lower the learning rate/);
+      /NGD: the per-sample gradients overflowed at epoch 0 \(their Gram has NaN or infinite entries\): the training has diverged; lower the learning rate/);
     opt.dispose();
     model.dispose();
   });

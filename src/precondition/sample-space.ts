@@ -196,7 +196,7 @@ export class SampleSpacePreconditioner implements Preconditioner {
       const shift = needsGram ? diagonalShift(this.#damping, K, epoch) : zeros([g], { dtype: 'float64' });
       // Overflowed per-sample gradients: say so, rather than fail inside the solver on an infinite shift.
       if (needsGram && !K.sum().add(shift.sum()).isfinite().item()) {
-        throw new Error(`${this.label}: the per-sample gradients overflowed at epoch ${epoch + 1} (their Gram has NaN or infinite entries): `
+        throw new Error(`${this.label}: the per-sample gradients overflowed at epoch ${epoch} (their Gram has NaN or infinite entries): `
           + 'the training has diverged; lower the learning rate');
       }
       const rhs = rightHandSide(this.#rhs, cap, g, this.#outputLayer);
