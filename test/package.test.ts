@@ -36,11 +36,11 @@ export function packageExample(): string {
 test('packed, installed from the tarball, built with npx fngd-build: the README example compiles strictly and runs', { timeout: 900_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'fngd-package-'));
   try {
-    // The tarball: the compiled library, its types, the addon's sources and the three benchmark
-    // tables the CLI reads (`fngd bench`, `fngd demo`); no tests, fixtures or other benchmarks.
+    // The tarball: the compiled library, its types, the addon's sources and the benchmark modules
+    // the CLI reads (`fngd bench`, `fngd demo`: tables, timing, machine); no tests, fixtures or other benchmarks.
     const packed = JSON.parse(run(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], root).stdout) as { filename: string; files: { path: string }[] }[];
     const files = packed[0]!.files.map((f) => f.path);
-    const allowed = /^(README\.md|package\.json|LICENSE|dist\/src\/.*\.(js|d\.ts)|dist\/bench\/(hyper|suites|timing)\.js|native\/[a-z]+\.(cc|h)|native\/build\.mjs)$/;
+    const allowed = /^(README\.md|package\.json|LICENSE|dist\/src\/.*\.(js|d\.ts)|dist\/bench\/(hyper|suites|timing|machine)\.js|native\/[a-z]+\.(cc|h)|native\/build\.mjs)$/;
     assert.deepEqual(files.filter((f) => !allowed.test(f)), [], 'unexpected files in the package');
     for (const f of ['dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js', 'native/build.mjs', 'native/addon.cc']) assert.ok(files.includes(f), `${f} is packed`);
     run(npm, ['pack', '--ignore-scripts', '--pack-destination', dir, join(root, 'node_modules', 'node-addon-api')], root);
