@@ -8,6 +8,9 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <cstdlib>
 #ifdef __GLIBC__
@@ -16,6 +19,22 @@
 #include <unordered_map>
 
 namespace fngd {
+
+// A double as JS would show it: NaN, Infinity, and the shortest digits that read back exactly.
+static std::string jsNumber(double d) {
+  if (std::isnan(d)) return "NaN";
+  if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  if (d == std::trunc(d) && std::fabs(d) < 1e21) {
+    std::snprintf(buf, sizeof buf, "%.0f", d);
+    return buf;
+  }
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, d);
+    if (std::strtod(buf, nullptr) == d) break;
+  }
+  return buf;
+}
 
 LiveStats& liveStats() {
   static LiveStats s;
@@ -114,7 +133,13 @@ c10::ScalarType parseDtype(Napi::Env env, const Napi::Value& v) {
       throw Napi::TypeError::New(env, "unknown dtype '" + s + "' (use float32, float64, float16, bfloat16, int64, int32, int16, int8, uint8, bool)");
     return it->second;
   }
-  if (v.IsNumber()) return static_cast<c10::ScalarType>(v.As<Napi::Number>().Int32Value());
+  if (v.IsNumber()) {
+    // libtorch's own enum value (what operators such as result_type return); it indexes tables.
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d < static_cast<double>(c10::ScalarType::Undefined)) || d != std::trunc(d))
+      throw Napi::RangeError::New(env, "unknown dtype " + jsNumber(d) + " (use a name such as 'float32')");
+    return static_cast<c10::ScalarType>(static_cast<int>(d));
+  }
   throw Napi::TypeError::New(env, "dtype must be a string such as 'float32'");
 }
 
@@ -230,41 +255,55 @@ static Napi::Value Item(const Napi::CallbackInfo& info) {
   });
 }
 
+// The metadata getters go through the error boundary too: some layouts throw from plain accessors
+// (a sparse tensor's is_contiguous(), an mkldnn tensor's storage()), and a C++ exception that leaves
+// a Node-API callback aborts the process.
 static Napi::Value Shape(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const at::Tensor& t = unwrapTensor(info[0], "shape");
-  auto sizes = t.sizes();
-  auto arr = Napi::Array::New(env, sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
-  return arr;
+  return guard(env, "shape", [&]() -> Napi::Value {
+    auto sizes = unwrapTensor(info[0], "shape").sizes();
+    auto arr = Napi::Array::New(env, sizes.size());
+    for (size_t i = 0; i < sizes.size(); ++i) arr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
+    return arr;
+  });
 }
 
 static Napi::Value Dim(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(unwrapTensor(info[0], "dim").dim()));
+  return guard(info.Env(), "dim", [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), static_cast<double>(unwrapTensor(info[0], "dim").dim()));
+  });
 }
 
 static Napi::Value Numel(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(unwrapTensor(info[0], "numel").numel()));
+  return guard(info.Env(), "numel", [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), static_cast<double>(unwrapTensor(info[0], "numel").numel()));
+  });
 }
 
 // Which storage a tensor views, and whether it is contiguous: enough for a caller to know when
 // writing into a tensor in place can touch another tensor's memory (two views of one storage).
 static Napi::Value MemoryLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const at::Tensor& t = unwrapTensor(info[0], "memoryLayout");
-  auto out = Napi::Object::New(env);
-  const void* base = t.has_storage() ? t.storage().data() : nullptr;
-  out.Set("storage", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(base))));
-  out.Set("contiguous", Napi::Boolean::New(env, t.is_contiguous()));
-  return out;
+  return guard(env, "memoryLayout", [&]() -> Napi::Value {
+    const at::Tensor& t = unwrapTensor(info[0], "memoryLayout");
+    auto out = Napi::Object::New(env);
+    const void* base = t.has_storage() ? t.storage().data() : nullptr;
+    out.Set("storage", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(base))));
+    out.Set("contiguous", Napi::Boolean::New(env, t.layout() == at::kStrided && t.is_contiguous()));
+    return out;
+  });
 }
 
 static Napi::Value Dtype(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), dtypeName(unwrapTensor(info[0], "dtype").scalar_type()));
+  return guard(info.Env(), "dtype", [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), dtypeName(unwrapTensor(info[0], "dtype").scalar_type()));
+  });
 }
 
 static Napi::Value DeviceOf(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), unwrapTensor(info[0], "device").device().str());
+  return guard(info.Env(), "device", [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), unwrapTensor(info[0], "device").device().str());
+  });
 }
 
 static Napi::Value IsDisposed(const Napi::CallbackInfo& info) {
@@ -278,7 +317,7 @@ static Napi::Value Dispose(const Napi::CallbackInfo& info) {
 // Another handle onto the same tensor object (not a copy): lets JS keep a tensor past a scope
 // that will dispose the original handle.
 static Napi::Value Share(const Napi::CallbackInfo& info) {
-  return wrapTensor(info.Env(), unwrapTensor(info[0], "share"));
+  return guard(info.Env(), "share", [&]() -> Napi::Value { return wrapTensor(info.Env(), unwrapTensor(info[0], "share")); });
 }
 
 // arm(obj, id): the GC safety net. When `obj` (the JS Tensor) is collected without dispose(),

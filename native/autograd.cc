@@ -36,16 +36,21 @@ Napi::Value SetRequiresGrad(const Napi::CallbackInfo& info) {
   });
 }
 
+// Getters too go through the error boundary: a C++ exception leaving a Node-API callback aborts.
 Napi::Value RequiresGrad(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), unwrapTensor(info[0], "requiresGrad").requires_grad());
+  return guard(info.Env(), "requiresGrad", [&]() -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), unwrapTensor(info[0], "requiresGrad").requires_grad());
+  });
 }
 
 Napi::Value IsLeaf(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), unwrapTensor(info[0], "isLeaf").is_leaf());
+  return guard(info.Env(), "isLeaf", [&]() -> Napi::Value {
+    return Napi::Boolean::New(info.Env(), unwrapTensor(info[0], "isLeaf").is_leaf());
+  });
 }
 
 Napi::Value GetGrad(const Napi::CallbackInfo& info) {
-  return wrapTensor(info.Env(), unwrapTensor(info[0], "grad").grad());
+  return guard(info.Env(), "grad", [&]() -> Napi::Value { return wrapTensor(info.Env(), unwrapTensor(info[0], "grad").grad()); });
 }
 
 // setGrad(t, g | null): null clears the gradient (PyTorch's set_to_none).
@@ -109,6 +114,7 @@ Napi::Value Grad(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
+  if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setGradEnabled: expected a boolean");
   bool prev = at::GradMode::is_enabled();
   at::GradMode::set_enabled(info[0].As<Napi::Boolean>().Value());
   return Napi::Boolean::New(info.Env(), prev);

@@ -17,6 +17,8 @@ export interface NativeAddon {
   opHandle(name: string, overload: string): number;
   opSchema(id: number): string;
   callOp(id: number, ...args: unknown[]): unknown;
+  /** The schema of every registered operator, refused ones included (docs/native-policy.md). */
+  opSchemas(): string[];
   newGenerator(seed: number): GeneratorHandle;
 
   fromTypedArray(data: ArrayBufferView, shape: number[], dtype?: string | null, device?: string | null): Handle;
