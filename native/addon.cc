@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
+#include <v8.h>
 
 #include <algorithm>
 #include <cmath>
@@ -68,11 +69,62 @@ static void reportExternalMemory(Napi::Env env) {
   }
 }
 
+static void releaseEntry(napi_env env, std::unordered_map<int64_t, TensorHandle>::iterator it) {
+  if (it->second.owner != nullptr) napi_delete_reference(env, it->second.owner);
+  liveStats().tensors -= 1;
+  liveStats().bytes -= it->second.bytes;
+  table().erase(it);
+}
+
+// The GC safety net for tensors nobody disposed. Each JS Tensor is known through a weak reference
+// (`arm`); V8 clears it during the GC that collects the Tensor. Node runs Node-API finalizers only
+// when the event loop turns, so with finalizers a synchronous loop that forgot dispose() grew until
+// out of memory, global.gc() or not. Instead the addon looks for cleared references itself, at the
+// next allocation (and in live()), when
+//   - a GC has run since the last look (V8's GC epilogue callback says so; polling a weak sentinel
+//     object instead kept it alive: reading a weak reference during incremental marking marks it);
+//   - the live handles grew past their level after the last look by half (at least 1,024 handles
+//     or 64 MB): a look costs one check per live handle, so this keeps it amortized O(1) per
+//     allocation, and a training loop that disposes (flat live handles) never looks.
+// Forgotten tensors are then freed at the first allocation after the GC that collected their Tensor
+// objects: live memory stays within 1.5x (plus 64 MB) of what is reachable, whatever the loop does.
+static bool gcRan = true;
+static LiveStats afterSweep;
+
+static void onGcEpilogue(v8::Isolate*, v8::GCType, v8::GCCallbackFlags) { gcRan = true; }
+
+static void sweepCollected(napi_env env, bool force) {
+  const LiveStats& now = liveStats();
+  bool grown = now.tensors > afterSweep.tensors + std::max<int64_t>(1024, afterSweep.tensors / 2) ||
+               now.bytes > afterSweep.bytes + std::max<int64_t>(int64_t{64} << 20, afterSweep.bytes / 2);
+  if (!(force || grown) || !gcRan) return;
+  gcRan = false;
+  Napi::HandleScope scope(env);
+  std::vector<int64_t> dead;
+  for (const auto& [id, h] : table()) {
+    if (h.owner == nullptr) continue;
+    napi_value v = nullptr;
+    if (napi_get_reference_value(env, h.owner, &v) == napi_ok && v == nullptr) dead.push_back(id);
+  }
+  int64_t before = liveStats().bytes;
+  for (int64_t id : dead) releaseEntry(env, table().find(id));
+  afterSweep = liveStats();
+  // Tell V8 what the sweep freed (never what dispose() frees: see reportExternalMemory). Else its
+  // count stayed at the high-water mark, the next GC came only 64 MB above it, and a leaking loop
+  // climbed by that much every cycle.
+  int64_t freed = before - afterSweep.bytes;
+  if (freed > 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env), -freed);
+    reportedBytes -= freed;
+  }
+}
+
 Napi::Value wrapTensor(Napi::Env env, at::Tensor t) {
   if (!t.defined()) return env.Null();
+  sweepCollected(env, false);
   int64_t bytes = handleBytes(t);
   int64_t id = nextId++;
-  table().emplace(id, TensorHandle{std::move(t), bytes});
+  table().emplace(id, TensorHandle{std::move(t), bytes, nullptr});
   liveStats().tensors += 1;
   liveStats().bytes += bytes;
   reportExternalMemory(env);
@@ -109,10 +161,7 @@ bool releaseTensor(Napi::Env env, const Napi::Value& v) {
   if (!idOf(v, &id)) return false;
   auto it = table().find(id);
   if (it == table().end()) return false;
-  int64_t bytes = it->second.bytes;
-  table().erase(it);
-  liveStats().tensors -= 1;
-  liveStats().bytes -= bytes;
+  releaseEntry(env, it);
   reportExternalMemory(env);
   return true;
 }
@@ -320,37 +369,30 @@ static Napi::Value Share(const Napi::CallbackInfo& info) {
   return guard(info.Env(), "share", [&]() -> Napi::Value { return wrapTensor(info.Env(), unwrapTensor(info[0], "share")); });
 }
 
-// arm(obj, id): the GC safety net. When `obj` (the JS Tensor) is collected without dispose(),
-// its tensor is freed. disarm(obj) removes the net at once, so disposed tensors leave nothing
-// behind (no weak cells piling up on the JS heap).
+// arm(obj, id): the GC safety net (see sweepCollected). When `obj` (the JS Tensor) is collected
+// without dispose(), its tensor is freed at a later allocation. Disposing frees the tensor and the
+// weak reference at once, so disposed tensors leave nothing behind.
 static Napi::Value Arm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int64_t* id = new int64_t(0);
-  bool lossless = false;
-  *id = info[1].As<Napi::BigInt>().Int64Value(&lossless);
-  napi_status st = napi_wrap(env, info[0], id, [](napi_env e, void* data, void*) {
-    int64_t* p = static_cast<int64_t*>(data);
-    Napi::Env env(e);
-    releaseTensor(env, Napi::BigInt::New(env, *p));
-    delete p;
-  }, nullptr, nullptr);
-  if (st != napi_ok) {
-    delete id;
-    throw Napi::Error::New(env, "arm: napi_wrap failed");
-  }
+  int64_t id;
+  if (!info[0].IsObject() || !idOf(info[1], &id)) throw Napi::TypeError::New(env, "arm: expected (object, tensor id)");
+  auto it = table().find(id);
+  if (it == table().end() || it->second.owner != nullptr) return env.Undefined();  // disposed, or armed already
+  napi_ref ref = nullptr;
+  if (napi_create_reference(env, info[0], 0, &ref) != napi_ok) throw Napi::Error::New(env, "arm: napi_create_reference failed");
+  it->second.owner = ref;
   return env.Undefined();
 }
 
-// disposeArmed(obj, id): frees the tensor now and removes its safety net.
+// disposeArmed(obj, id): frees the tensor now, with its safety net (the same as dispose(id)).
 static Napi::Value DisposeArmed(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  bool was = releaseTensor(env, info[1]);
-  void* data = nullptr;
-  if (napi_remove_wrap(env, info[0], &data) == napi_ok) delete static_cast<int64_t*>(data);
-  return Napi::Boolean::New(env, was);
+  return Napi::Boolean::New(info.Env(), releaseTensor(info.Env(), info[1]));
 }
 
+// Counts after freeing what the GC has already collected, so that a count taken after global.gc()
+// is what is reachable.
 static Napi::Value Live(const Napi::CallbackInfo& info) {
+  sweepCollected(info.Env(), true);
   auto o = Napi::Object::New(info.Env());
   o.Set("tensors", Napi::Number::New(info.Env(), static_cast<double>(liveStats().tensors)));
   o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(liveStats().bytes)));
@@ -417,6 +459,7 @@ static void tuneMalloc() {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   tuneMalloc();
+  v8::Isolate::GetCurrent()->AddGCEpilogueCallback(onGcEpilogue);
   exports.Set("fromTypedArray", Napi::Function::New(env, FromTypedArray));
   exports.Set("toTypedArray", Napi::Function::New(env, ToTypedArray));
   exports.Set("item", Napi::Function::New(env, Item));

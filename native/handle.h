@@ -10,8 +10,6 @@
 
 namespace fngd {
 
-// One JS-visible reference to a libtorch tensor. JS owns it through a Napi::External; `dispose()`
-// resets the tensor early, the External's finalizer is only the safety net.
 constexpr uint32_t kGeneratorMagic = 0x6e4e5247;
 
 // JS refers to a tensor by a BigInt id into this table. Ids are never reused, so a stale id is
@@ -19,7 +17,8 @@ constexpr uint32_t kGeneratorMagic = 0x6e4e5247;
 // entry at once (no finalizer bookkeeping piles up during long synchronous loops).
 struct TensorHandle {
   at::Tensor t;
-  int64_t bytes = 0;  // what this handle reported to V8 and to the live counter
+  int64_t bytes = 0;         // what this handle reported to V8 and to the live counter
+  napi_ref owner = nullptr;  // weak reference to the JS Tensor holding this id (`arm`), if any
 };
 
 struct LiveStats {

@@ -35,10 +35,11 @@ export interface NativeAddon {
   /** Frees the tensor; false if it was already freed. */
   dispose(h: Handle): boolean;
   share(h: Handle): Handle;
-  /** Frees `h` when `owner` is garbage collected (the safety net). */
+  /** Frees `h` at an allocation after `owner` is garbage collected (the safety net). */
   arm(owner: object, h: Handle): void;
-  /** Frees `h` now and removes `owner`'s safety net; false if it was already freed. */
+  /** Frees `h` now with its safety net (as dispose); false if it was already freed. */
   disposeArmed(owner: object, h: Handle): boolean;
+  /** Live handles and bytes, after freeing those whose owners the GC has collected. */
   live(): { tensors: number; bytes: number };
 
   setNumThreads(n: number): void;

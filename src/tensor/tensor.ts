@@ -27,9 +27,9 @@ export class Tensor {
 
   constructor(handle: Handle) {
     this.#handle = handle;
-    // The safety net for tensors nobody disposes: freed when this object is garbage collected.
-    // (A native wrap, not a FinalizationRegistry: disposal removes it at once, leaving no weak
-    // cells behind on the JS heap during long synchronous loops.)
+    // The safety net for tensors nobody disposes: freed at an allocation after this object is
+    // garbage collected, also inside a synchronous loop (native/addon.cc, sweepCollected). A weak
+    // reference in the addon, not a FinalizationRegistry, whose callbacks wait for the event loop.
     native.arm(this, handle);
     track(this);
   }
