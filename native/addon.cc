@@ -218,8 +218,40 @@ c10::Device parseDevice(Napi::Env env, const Napi::Value& v) {
   }
 }
 
+// Values JS hands over into an integer dtype must arrive exactly: a cast wrapped 300 to 44 in uint8
+// and turned NaN and 1e30 into INT64_MIN in int64, silently. Throws naming the dtype and the first
+// value that does not fit.
+static void checkExactIntegers(Napi::Env env, const at::Tensor& src, c10::ScalarType dt) {
+  if (!at::isIntegralType(dt, /*includeBool=*/false) || src.scalar_type() == dt || src.numel() == 0) return;
+  double lo, hi;  // the target's range, hi exclusive (2^63 is not an int64)
+  switch (dt) {
+    case at::kByte: lo = 0; hi = 256; break;
+    case at::kChar: lo = -128; hi = 128; break;
+    case at::kShort: lo = -32768; hi = 32768; break;
+    case at::kInt: lo = -2147483648.0; hi = 2147483648.0; break;
+    default: lo = -9223372036854775808.0; hi = 9223372036854775808.0; break;
+  }
+  at::Tensor flat = src.reshape({-1});
+  at::Tensor bad;
+  if (at::isFloatingType(flat.scalar_type())) {
+    at::Tensor d = flat.to(at::kDouble);
+    bad = (d < lo) | (d >= hi) | (d != d.trunc());  // NaN fails the last test
+  } else {
+    at::Tensor l = flat.to(at::kLong);  // every integer source fits int64
+    if (dt == at::kLong) return;
+    bad = (l < static_cast<int64_t>(lo)) | (l >= static_cast<int64_t>(hi));
+  }
+  if (!bad.any().item<bool>()) return;
+  int64_t i = bad.nonzero()[0][0].item<int64_t>();
+  std::string value = flat.scalar_type() == at::kLong ? std::to_string(flat[i].item<int64_t>()) : jsNumber(flat[i].item<double>());
+  throw Napi::RangeError::New(env, "fromTypedArray: cannot store " + value + " (element " + std::to_string(i) + ") in dtype " +
+                                       dtypeName(dt) + " exactly: it holds the integers " + c10::str(static_cast<int64_t>(lo)) + ".." +
+                                       (dt == at::kLong ? std::string("9223372036854775807") : c10::str(static_cast<int64_t>(hi) - 1)));
+}
+
 // fromTypedArray(array, shape, dtype?, device?): copies JS memory into a new tensor. The source
-// dtype follows the typed array; `dtype` converts after the copy.
+// dtype follows the typed array; `dtype` converts after the copy (into an integer dtype only when
+// every value fits exactly).
 static Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, "fromTypedArray", [&]() -> Napi::Value {
@@ -244,10 +276,11 @@ static Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
       Napi::Value d = shapeArr[i];
       if (!d.IsNumber()) throw Napi::TypeError::New(env, "fromTypedArray: shape entries must be integers");
       double dv = d.As<Napi::Number>().DoubleValue();
-      if (dv < 0 || dv != static_cast<double>(static_cast<int64_t>(dv)))
+      if (!(dv >= 0 && dv < 9223372036854775808.0) || dv != std::trunc(dv))
         throw Napi::TypeError::New(env, "fromTypedArray: shape entries must be non-negative integers");
       shape[i] = static_cast<int64_t>(dv);
-      numel *= shape[i];
+      if (__builtin_mul_overflow(numel, shape[i], &numel))
+        throw Napi::RangeError::New(env, "fromTypedArray: the shape has more than 2^63 elements");
     }
     if (numel != static_cast<int64_t>(arr.ElementLength()))
       throw Napi::RangeError::New(env, "fromTypedArray: shape [" + c10::Join(",", shape) + "] holds " + std::to_string(numel) +
@@ -257,6 +290,7 @@ static Napi::Value FromTypedArray(const Napi::CallbackInfo& info) {
     std::memcpy(t.data_ptr(), data, arr.ByteLength());
     if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
       auto dt = parseDtype(env, info[2]);
+      checkExactIntegers(env, t, dt);
       if (dt != src) t = t.to(dt);
     }
     if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as T from '../src/tensor/index.js';
 import { native } from '../src/tensor/native.js';
-import { callOp, scope } from '../src/tensor/index.js';
+import { callOp, scope, tensor } from '../src/tensor/index.js';
 
 const INDEX = new URL('../src/tensor/index.js', import.meta.url).href;
 
@@ -148,3 +148,43 @@ test('numbers that an argument cannot hold are errors naming the operator and th
   assert.equal((callOp('aten::zeros', [2], 7) as T.Tensor).dtype, 'float64', "libtorch's own enum values still work");
 }));
 
+test('size(dim) takes integer dimensions only', () => scope(() => {
+  const x = T.ones([2, 3]);
+  assert.equal(x.size(1), 3);
+  assert.equal(x.size(-1), 3);
+  for (const bad of [1.5, NaN, '1', undefined]) {
+    assert.throws(() => x.size(bad as number), /^TypeError: size: argument 'dim' must be an integer, got/);
+  }
+  assert.throws(() => x.size(2), /size\(2\): tensor has 2 dimensions/);
+}));
+
+test('JS values converted into integer dtypes must fit exactly (300 wrapped to 44, NaN became INT64_MIN)', () => scope(() => {
+  const cases: [() => unknown, RegExp][] = [
+    [() => tensor([NaN], { dtype: 'int64' }), /cannot store NaN \(element 0\) in dtype int64 exactly: it holds the integers -9223372036854775808\.\.9223372036854775807/],
+    [() => tensor([1, 1e30], { dtype: 'int64' }), /cannot store 1e\+30 \(element 1\) in dtype int64/],
+    [() => tensor([2 ** 63], { dtype: 'int64' }), /cannot store 9223372036854775808 \(element 0\) in dtype int64/],
+    [() => tensor([300], { dtype: 'uint8' }), /cannot store 300 \(element 0\) in dtype uint8 exactly: it holds the integers 0\.\.255/],
+    [() => tensor([-1], { dtype: 'uint8' }), /cannot store -1 \(element 0\) in dtype uint8/],
+    [() => tensor([0, 1.5], { dtype: 'int32' }), /cannot store 1\.5 \(element 1\) in dtype int32/],
+    [() => tensor([1 + 1e-9], { dtype: 'int16' }), /cannot store 1\.000000001 \(element 0\) in dtype int16/],
+    [() => tensor([128], { dtype: 'int8' }), /cannot store 128 \(element 0\) in dtype int8 exactly: it holds the integers -128\.\.127/],
+    [() => tensor(new Float32Array([Infinity]), { dtype: 'int32' }), /cannot store Infinity \(element 0\) in dtype int32/],
+    [() => tensor(new Int32Array([5, 256]), { dtype: 'uint8' }), /cannot store 256 \(element 1\) in dtype uint8/],
+    [() => tensor(new BigInt64Array([2n ** 40n]), { dtype: 'int32' }), /cannot store 1099511627776 \(element 0\) in dtype int32/],
+    [() => T.scalar(0.5, { dtype: 'int64' }), /cannot store 0\.5 \(element 0\) in dtype int64/],
+    [() => T.full([2], 1.5, { dtype: 'int64' }), /^RangeError: full: cannot store 1\.5 in dtype int64 exactly/],
+    [() => T.full([2], 300, { dtype: 'uint8' }), /full: cannot store 300 in dtype uint8 exactly: it holds the integers 0\.\.255/],
+    [() => T.zeros([2], { dtype: 'int64' }).fill_(NaN), /fill_: cannot store NaN in dtype int64/],
+    [() => T.zeros([2], { dtype: 'uint8' }).maskedFill(tensor([true, false]), -1), /maskedFill: cannot store -1 in dtype uint8/],
+  ];
+  for (const [f, re] of cases) assert.throws(f, re);
+  // what fits still goes through, at the edges of each range
+  assert.deepEqual(tensor([0, 255], { dtype: 'uint8' }).toArray(), [0, 255]);
+  assert.deepEqual(tensor([-128, 127], { dtype: 'int8' }).toArray(), [-128, 127]);
+  assert.deepEqual(tensor([-(2 ** 31), 2 ** 31 - 1], { dtype: 'int32' }).toArray(), [-(2 ** 31), 2 ** 31 - 1]);
+  assert.deepEqual(Array.from(tensor([-(2 ** 63), 2 ** 53], { dtype: 'int64' }).data() as BigInt64Array), [-(2n ** 63n), 2n ** 53n]);
+  assert.deepEqual(tensor([1.5, NaN], { dtype: 'float32' }).toArray(), [1.5, NaN]);
+  assert.deepEqual(tensor([2, 0], { dtype: 'bool' }).toArray(), [1, 0]);
+  assert.deepEqual(T.full([2], 7, { dtype: 'int64' }).toArray(), [7, 7]);
+  assert.deepEqual(T.zeros([2], { dtype: 'float32' }).fill_(NaN).toArray(), [NaN, NaN]);
+}));

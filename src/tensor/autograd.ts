@@ -1,6 +1,6 @@
 // Gradients of outputs with respect to any tensors (leaves or intermediates), and grad-mode scopes.
 import { native } from './native.js';
-import { Tensor } from './tensor.js';
+import { show, Tensor } from './tensor.js';
 
 export interface GradOptions {
   /** Seeds for non-scalar outputs (default: ones for scalar outputs). */
@@ -20,10 +20,15 @@ export interface GradOptions {
  */
 export function grad(outputs: Tensor | Tensor[], inputs: Tensor[], o: GradOptions = {}): (Tensor | null)[] {
   const outs = Array.isArray(outputs) ? outputs : [outputs];
+  const handle = (t: unknown, what: string): bigint => {
+    if (!(t instanceof Tensor)) throw new TypeError(`grad: ${what} must be a Tensor, got ${show(t)}`);
+    return t.handle;
+  };
+  if (!Array.isArray(inputs)) throw new TypeError(`grad: inputs must be an array of tensors, got ${show(inputs)}`);
   const res = native.grad(
-    outs.map((t) => t.handle),
-    inputs.map((t) => t.handle),
-    o.gradOutputs ? o.gradOutputs.map((t) => (t === null ? null : t.handle)) : null,
+    outs.map((t, i) => handle(t, `outputs[${i}]`)),
+    inputs.map((t, i) => handle(t, `inputs[${i}]`)),
+    o.gradOutputs ? o.gradOutputs.map((t, i) => (t === null ? null : handle(t, `gradOutputs[${i}]`))) : null,
     o.retainGraph ?? false,
     o.createGraph ?? false,
     o.allowUnused ?? false,

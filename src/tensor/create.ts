@@ -1,7 +1,7 @@
 // Making tensors: from JS data, constants, ranges and seeded random draws.
 import { native } from './native.js';
 import { defineOp } from './op.js';
-import { checkDtype, Generator, Tensor, type Device, type DType, type TypedArray } from './tensor.js';
+import { checkDtype, checkIntegerValue, Generator, show, Tensor, type Device, type DType, type TypedArray } from './tensor.js';
 
 export interface CreateOptions {
   dtype?: DType;
@@ -25,14 +25,14 @@ export function getDefaultDevice(): Device {
   return defaultDevice;
 }
 
-function opts(o: CreateOptions | undefined, fallbackDtype: DType | null = 'float32'): [DType | null, Device] {
-  const dtype = o?.dtype === undefined ? fallbackDtype : checkDtype(o.dtype, 'dtype option');
+function opts(o: CreateOptions | undefined, what: string, fallbackDtype: DType | null = 'float32'): [DType | null, Device] {
+  const dtype = o?.dtype === undefined ? fallbackDtype : checkDtype(o.dtype, `${what}: dtype option`);
   return [dtype, o?.device ?? defaultDevice];
 }
 
 function checkShape(shape: number[], what: string): number[] {
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
-    throw new TypeError(`${what}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+    throw new TypeError(`${what}: shape must be an array of non-negative integers, got ${show(shape)}`);
   }
   return shape;
 }
@@ -59,16 +59,17 @@ function flatten(data: Nested, shape: number[], depth: number, out: (number | bi
 
 /**
  * A tensor from JS data: a (nested) array of numbers / booleans / bigints, or a typed array (with
- * `shape`, else 1-D). Numbers default to float32, bigints to int64, booleans to bool.
+ * `shape`, else 1-D). Numbers default to float32, bigints to int64, booleans to bool. Into an
+ * integer dtype every value must fit exactly (1.5, NaN, 300 for uint8 throw, naming the value).
  */
 export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: number[] } = {}): Tensor {
-  const device = o.device ?? defaultDevice;
-  const dtype = o.dtype === undefined ? undefined : checkDtype(o.dtype, 'tensor(): dtype');
+  const device = o?.device ?? defaultDevice;
+  const dtype = o?.dtype === undefined ? undefined : checkDtype(o.dtype, 'tensor(): dtype');
   if (ArrayBuffer.isView(data)) {
-    const shape = checkShape(o.shape ?? [(data as TypedArray).length], 'tensor()');
+    const shape = checkShape(o?.shape ?? [(data as TypedArray).length], 'tensor()');
     return new Tensor(native.fromTypedArray(data, shape, dtype ?? null, device === 'cpu' ? null : device));
   }
-  const shape = o.shape ?? inferShape(data);
+  const shape = o?.shape ?? inferShape(data);
   const flat: (number | bigint | boolean)[] = [];
   flatten(data, inferShape(data), 0, flat);
   checkShape(shape, 'tensor()');
@@ -80,8 +81,9 @@ export function tensor(data: Nested | TypedArray, o: CreateOptions & { shape?: n
   } else if (typeof first === 'boolean') {
     typed = Uint8Array.from(flat as boolean[], (b) => (b ? 1 : 0));
     target ??= 'bool';
-  } else if (dtype === 'float64' || dtype === 'int64' || dtype === 'int32') {
-    // float64 carries every int32 and every float64 exactly; int64 beyond 2^53 needs bigints.
+  } else if (dtype === 'float64' || dtype === 'int64' || dtype === 'int32' || dtype === 'int16' || dtype === 'int8' || dtype === 'uint8') {
+    // float64 carries every int32 and every float64 exactly (so the addon can refuse 1.5 or 300 for
+    // an integer dtype instead of seeing float32's rounding); int64 beyond 2^53 needs bigints.
     for (const v of flat) if (typeof v !== 'number') throw new TypeError('tensor(): mixed element types');
     typed = Float64Array.from(flat as number[]);
   } else {
@@ -115,19 +117,20 @@ const einsumOp = defineOp('einsum');
 const whereOp = defineOp('where', 'self');
 
 export function zeros(shape: number[], o?: CreateOptions): Tensor {
-  const [dtype, device] = opts(o);
+  const [dtype, device] = opts(o, 'zeros');
   return zerosOp(checkShape(shape, 'zeros'), dtype, null, device) as Tensor;
 }
 export function ones(shape: number[], o?: CreateOptions): Tensor {
-  const [dtype, device] = opts(o);
+  const [dtype, device] = opts(o, 'ones');
   return onesOp(checkShape(shape, 'ones'), dtype, null, device) as Tensor;
 }
 export function full(shape: number[], value: number | boolean, o?: CreateOptions): Tensor {
-  const [dtype, device] = opts(o);
+  const [dtype, device] = opts(o, 'full');
+  if (dtype !== null) checkIntegerValue(value, dtype, 'full');
   return fullOp(checkShape(shape, 'full'), value, dtype, null, device) as Tensor;
 }
 export function empty(shape: number[], o?: CreateOptions): Tensor {
-  const [dtype, device] = opts(o);
+  const [dtype, device] = opts(o, 'empty');
   return emptyOp(checkShape(shape, 'empty'), dtype, null, device) as Tensor;
 }
 export function zerosLike(t: Tensor): Tensor {
@@ -139,42 +142,42 @@ export function onesLike(t: Tensor): Tensor {
 /** start, start+step, ... below end. Integer arguments give int64 unless a dtype is given. */
 export function arange(start: number, end?: number, step = 1, o: CreateOptions = {}): Tensor {
   const [s, e] = end === undefined ? [0, start] : [start, end];
-  const [dtype, device] = opts(o, null);
+  const [dtype, device] = opts(o, 'arange', null);
   return arangeOp(s, e, step, dtype, null, device) as Tensor;
 }
 export function linspace(start: number, end: number, steps: number, o?: CreateOptions): Tensor {
-  const [dtype, device] = opts(o);
+  const [dtype, device] = opts(o, 'linspace');
   return linspaceOp(start, end, steps, dtype, null, device) as Tensor;
 }
 export function eye(n: number, o?: CreateOptions): Tensor {
-  const [dtype, device] = opts(o);
+  const [dtype, device] = opts(o, 'eye');
   return eyeOp(n, dtype, null, device) as Tensor;
 }
 export function randn(shape: number[], o: RandomOptions = {}): Tensor {
-  const [dtype, device] = opts(o);
-  return randnOp(checkShape(shape, 'randn'), o.generator ?? null, dtype, null, device) as Tensor;
+  const [dtype, device] = opts(o, 'randn');
+  return randnOp(checkShape(shape, 'randn'), o?.generator ?? null, dtype, null, device) as Tensor;
 }
 /** Uniform on [0, 1). */
 export function rand(shape: number[], o: RandomOptions = {}): Tensor {
-  const [dtype, device] = opts(o);
-  return randOp(checkShape(shape, 'rand'), o.generator ?? null, dtype, null, device) as Tensor;
+  const [dtype, device] = opts(o, 'rand');
+  return randOp(checkShape(shape, 'rand'), o?.generator ?? null, dtype, null, device) as Tensor;
 }
 /** Integers in [low, high), int64 by default. */
 export function randint(low: number, high: number, shape: number[], o: RandomOptions = {}): Tensor {
-  const [dtype, device] = opts(o, 'int64');
-  return randintOp(low, high, checkShape(shape, 'randint'), o.generator ?? null, dtype, null, device) as Tensor;
+  const [dtype, device] = opts(o, 'randint', 'int64');
+  return randintOp(low, high, checkShape(shape, 'randint'), o?.generator ?? null, dtype, null, device) as Tensor;
 }
 /** A random permutation of 0..n-1 (int64). */
 export function randperm(n: number, o: RandomOptions = {}): Tensor {
-  const [dtype, device] = opts(o, 'int64');
-  return randpermOp(n, o.generator ?? null, dtype, null, device) as Tensor;
+  const [dtype, device] = opts(o, 'randperm', 'int64');
+  return randpermOp(n, o?.generator ?? null, dtype, null, device) as Tensor;
 }
 export function cat(tensors: Tensor[], dim = 0): Tensor {
-  if (tensors.length === 0) throw new RangeError('cat: needs at least one tensor');
+  if (!Array.isArray(tensors) || tensors.length === 0) throw new RangeError('cat: needs an array of at least one tensor');
   return catOp(tensors, dim) as Tensor;
 }
 export function stack(tensors: Tensor[], dim = 0): Tensor {
-  if (tensors.length === 0) throw new RangeError('stack: needs at least one tensor');
+  if (!Array.isArray(tensors) || tensors.length === 0) throw new RangeError('stack: needs an array of at least one tensor');
   return stackOp(tensors, dim) as Tensor;
 }
 /** Einstein summation, e.g. einsum('bi,bj->ij', a, b). */
@@ -187,6 +190,6 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 }
 /** Seeds libtorch's global random streams (CPU and CUDA). */
 export function manualSeed(seed: number): void {
-  if (!Number.isInteger(seed) || seed < 0) throw new TypeError(`manualSeed: seed must be a non-negative integer, got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0) throw new TypeError(`manualSeed: seed must be a non-negative integer, got ${show(seed)}`);
   native.manualSeed(seed);
 }

@@ -13,9 +13,36 @@ export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Arra
 
 const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
+// The integers each integer dtype holds, [lowest, highest + 1).
+const INTEGER_RANGE: Partial<Record<DType, [number, number]>> = {
+  uint8: [0, 2 ** 8], int8: [-(2 ** 7), 2 ** 7], int16: [-(2 ** 15), 2 ** 15], int32: [-(2 ** 31), 2 ** 31], int64: [-(2 ** 63), 2 ** 63],
+};
+
+/**
+ * A JS number stored into an integer dtype must fit exactly: libtorch truncates 1.5 to 1 and wraps
+ * or saturates what is out of range, silently. Booleans and non-integer dtypes pass.
+ */
+export function checkIntegerValue(value: unknown, dtype: DType, what: string): void {
+  const range = INTEGER_RANGE[dtype];
+  if (range === undefined || typeof value !== 'number') return;
+  if (!(Number.isInteger(value) && value >= range[0] && value < range[1])) {
+    const top = dtype === 'int64' ? '9223372036854775807' : String(range[1] - 1);
+    throw new RangeError(`${what}: cannot store ${value} in dtype ${dtype} exactly: it holds the integers ${range[0]}..${top}`);
+  }
+}
+
+/** A value for an error message: JSON where it can be (bigints and cycles cannot). */
+export function show(v: unknown): string {
+  try {
+    return v instanceof Tensor ? String(v) : JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
 export function checkDtype(d: unknown, what = 'dtype'): DType {
   if (typeof d !== 'string' || !DTYPES.includes(d as DType)) {
-    throw new TypeError(`${what}: unknown dtype ${JSON.stringify(d)} (use one of ${DTYPES.join(', ')})`);
+    throw new TypeError(`${what}: unknown dtype ${show(d)} (use one of ${DTYPES.join(', ')})`);
   }
   return d as DType;
 }
@@ -66,6 +93,7 @@ export class Tensor {
     return native.isDisposed(this.#handle);
   }
   size(dim: number): number {
+    if (!Number.isInteger(dim)) throw new TypeError(`size: argument 'dim' must be an integer, got ${show(dim)}`);
     const s = this.shape;
     const d = dim < 0 ? s.length + dim : dim;
     if (d < 0 || d >= s.length) throw new RangeError(`size(${dim}): tensor has ${s.length} dimensions`);
@@ -109,6 +137,7 @@ export class Tensor {
     return Number(native.item(this.#handle));
   }
   toString(): string {
+    if (this.isDisposed) return 'Tensor(disposed)';
     return `Tensor(shape=[${this.shape}], dtype=${this.dtype}, device=${this.device})`;
   }
   [inspect.custom](): string {
@@ -121,6 +150,9 @@ export class Tensor {
   // ---- conversion -----------------------------------------------------------------------------
   /** A tensor of another dtype and/or on another device (the same tensor if nothing changes). */
   to(target: DType | Device | { dtype?: DType; device?: Device }): Tensor {
+    if (typeof target !== 'string' && (target === null || typeof target !== 'object')) {
+      throw new TypeError(`to: expected a dtype, a device or { dtype, device }, got ${show(target)}`);
+    }
     const t = typeof target === 'string'
       ? (DTYPES.includes(target as DType) ? { dtype: target as DType } : { device: target })
       : target;
@@ -205,7 +237,10 @@ export class Tensor {
   where(cond: Tensor, other: Tensor | Scalar): Tensor {
     return (other instanceof Tensor ? ops.where(cond, this, other) : ops.whereScalarOther(cond, this, other)) as Tensor;
   }
-  maskedFill(mask: Tensor, value: Scalar): Tensor { return ops.maskedFill(this, mask, value) as Tensor; }
+  maskedFill(mask: Tensor, value: Scalar): Tensor {
+    checkIntegerValue(value, this.dtype, 'maskedFill');
+    return ops.maskedFill(this, mask, value) as Tensor;
+  }
 
   // ---- activations ----------------------------------------------------------------------------
   relu(): Tensor { return ops.relu(this) as Tensor; }
@@ -314,7 +349,11 @@ export class Tensor {
   // ---- in place (for optimizers and buffers; they bypass autograd history rules like PyTorch) --
   copy_(src: Tensor): this { ops.copy_(this, src); return this; }
   zero_(): this { ops.zero_(this); return this; }
-  fill_(value: Scalar): this { ops.fill_(this, value); return this; }
+  fill_(value: Scalar): this {
+    checkIntegerValue(value, this.dtype, 'fill_');
+    ops.fill_(this, value);
+    return this;
+  }
   add_(other: Tensor | Scalar, alpha = 1): this {
     if (other instanceof Tensor) ops.add_(this, other, alpha);
     else ops.addScalar_(this, other, alpha);
