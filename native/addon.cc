@@ -433,12 +433,20 @@ static Napi::Value Live(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// The hard ceiling, even when forced: asking libgomp for a million threads hung the process. The
+// JS side bounds the count by the cores unless forced (src/tensor/index.ts).
+constexpr int kMaxThreads = 1024;
+
 static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 1)
-    throw Napi::RangeError::New(env, "setNumThreads: expected a positive integer");
-  at::set_num_threads(info[0].As<Napi::Number>().Int32Value());
-  return env.Undefined();
+  double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  if (!(n >= 1 && n <= kMaxThreads) || n != std::trunc(n))
+    throw Napi::RangeError::New(env, "setNumThreads: expected an integer from 1 to " + std::to_string(kMaxThreads) + ", got " +
+                                         (info[0].IsNumber() ? jsNumber(n) : std::string("a non-number")));
+  return guard(env, "setNumThreads", [&]() -> Napi::Value {
+    at::set_num_threads(static_cast<int>(n));
+    return env.Undefined();
+  });
 }
 
 static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {

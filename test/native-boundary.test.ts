@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import * as T from '../src/tensor/index.js';
 import { native } from '../src/tensor/native.js';
 import { callOp, scope, tensor } from '../src/tensor/index.js';
@@ -131,6 +132,28 @@ test('getters on sparse tensors (an exception out of a getter aborted) return or
   assert.equal(r.signal, null, r.err);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^\[\[2,2\],"float32",false,4\]\nerror: toTypedArray: /);
+});
+
+test('setNumThreads(1e6) (hung) throws naming the bound; so do counts above the cores unless forced', () => {
+  const cores = availableParallelism();
+  assertJsError(`T.setNumThreads(1e6);`, new RegExp(`Error: setNumThreads: 1000000 threads is more than the ${cores} cores of this machine`));
+  assertJsError(`T.setNumThreads(1e6, { force: true });`, /RangeError: setNumThreads: expected an integer from 1 to 1024, got 1000000/);
+  assertJsError(``, new RegExp(`FNGD_NUM_THREADS: ${cores + 1} threads is more than the ${cores} cores`), { FNGD_NUM_THREADS: String(cores + 1) });
+  const forced = child(`console.log(T.getNumThreads());`, { FNGD_NUM_THREADS: String(cores + 1), FNGD_FORCE_THREADS: '1' });
+  assert.equal(forced.code, 0, forced.err);
+  assert.equal(forced.out.trim(), String(cores + 1));
+});
+
+test('thread counts are bounded in process too, and force lifts the bound', () => {
+  const cores = availableParallelism();
+  const before = T.getNumThreads();
+  assert.throws(() => T.setNumThreads(cores + 1), new RegExp(`setNumThreads: ${cores + 1} threads is more than the ${cores} cores .*force: true.*FNGD_FORCE_THREADS=1`));
+  assert.throws(() => T.setNumThreads(2.5), /setNumThreads: expected a positive integer, got 2\.5/);
+  assert.throws(() => T.setNumThreads(0), /positive integer/);
+  T.setNumThreads(cores + 1, { force: true });
+  assert.equal(T.getNumThreads(), cores + 1);
+  T.setNumThreads(before);
+  assert.equal(T.getNumThreads(), before);
 });
 
 test('numbers that an argument cannot hold are errors naming the operator and the argument', () => scope(() => {

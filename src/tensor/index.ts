@@ -1,5 +1,5 @@
 // The tensor layer: one import for everything built on libtorch.
-import { native } from './native.js';
+import { checkThreads, native } from './native.js';
 
 export { Tensor, Generator, type DType, type Device, type Scalar, type TypedArray } from './tensor.js';
 export * from './create.js';
@@ -14,9 +14,13 @@ export function liveTensors(): { tensors: number; bytes: number } {
   return native.live();
 }
 
-export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`setNumThreads: expected a positive integer, got ${n}`);
-  native.setNumThreads(n);
+/**
+ * libtorch's intra-op threads. At most the machine's cores (`os.availableParallelism()`): more
+ * only oversubscribe (1,000 threads made a run 10x slower; a million hung). `force` (or
+ * FNGD_FORCE_THREADS=1) lifts that bound up to the addon's hard ceiling of 1,024.
+ */
+export function setNumThreads(n: number, o: { force?: boolean } = {}): void {
+  native.setNumThreads(checkThreads(n, 'setNumThreads', o?.force));
 }
 export function getNumThreads(): number {
   return native.getNumThreads();

@@ -42,6 +42,7 @@ export interface NativeAddon {
   /** Live handles and bytes, after freeing those whose owners the GC has collected. */
   live(): { tensors: number; bytes: number };
 
+  /** Any integer from 1 to 1,024 (no bound by the cores: see checkThreads). */
   setNumThreads(n: number): void;
   getNumThreads(): number;
   manualSeed(seed: number): void;
@@ -86,8 +87,22 @@ function loadAddon(): NativeAddon {
   }
 }
 
+/**
+ * A thread count for libtorch: a positive integer, at most the cores unless forced (by `force` or
+ * FNGD_FORCE_THREADS=1). More threads than cores only oversubscribe them: --threads 1000 made a run
+ * 10x slower, and setNumThreads(1e6) hung.
+ */
+export function checkThreads(n: unknown, what: string, force = false): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new RangeError(`${what}: expected a positive integer, got ${typeof n === 'number' ? n : typeof n}`);
+  const cores = availableParallelism();
+  if (n > cores && !force && process.env.FNGD_FORCE_THREADS !== '1') {
+    throw new RangeError(`${what}: ${n} threads is more than the ${cores} cores of this machine (os.availableParallelism()); ` +
+      'pass { force: true } or set FNGD_FORCE_THREADS=1 to oversubscribe');
+  }
+  return n;
+}
+
 // libtorch's own default on these machines is a single thread; use every core unless told otherwise.
 const threadsEnv = process.env.FNGD_NUM_THREADS;
-const threads = threadsEnv ? Number(threadsEnv) : availableParallelism();
-if (!Number.isInteger(threads) || threads < 1) throw new Error(`FNGD_NUM_THREADS must be a positive integer, got '${threadsEnv}'`);
-native.setNumThreads(threads);
+if (threadsEnv && !/^\d+$/.test(threadsEnv)) throw new RangeError(`FNGD_NUM_THREADS must be a positive integer, got '${threadsEnv}'`);
+native.setNumThreads(threadsEnv ? checkThreads(Number(threadsEnv), 'FNGD_NUM_THREADS') : Math.min(availableParallelism(), 1024));
