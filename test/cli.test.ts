@@ -5,7 +5,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { parseFlags, type FlagSpec } from '../src/cli/args.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -29,6 +31,7 @@ test('invalid flags and values are named in the error', () => {
     [['train', '--task', 'mnist-mlp', '--epochs', 'two'], /--epochs must be a number, got 'two'/],
     [['train', '--task', 'mnist-mlp', '--epochs', '1.5'], /--epochs must be an integer, got '1\.5'/],
     [['train', '--task', 'mnist-mlp', '--lr', '-1'], /--lr must be at least 0, got -1/],
+    [['train', '--task', 'mnist-mlp', '--lr', '0x10'], /--lr must be a decimal number, got '0x10'/],
     [['train', '--task', 'mnist-mlp', '--optimizer', 'lbfgs'], /--optimizer must be one of sgd, adamw/],
     [['train', '--task', 'mnist-mlp', '--learning-rate', '0.1'], /unknown flag --learning-rate/],
     [['train', '--task', 'mnist-mlp', '--batch-size'], /--batch-size needs a value/],
@@ -42,6 +45,26 @@ test('invalid flags and values are named in the error', () => {
     assert.equal(r.code, 2, `${args.join(' ')} exits with 2 (stderr: ${r.err})`);
     assert.match(r.err, re);
   }
+});
+
+test('flag numbers are decimal: hex, octal, binary, padded, Infinity and NaN are errors naming the flag', () => {
+  const specs: Record<string, FlagSpec> = { lr: { kind: 'number', help: '' }, epochs: { kind: 'int', help: '' }, betas: { kind: 'numbers', help: '' } };
+  for (const v of ['0x10', '0X1F', '0o7', '0b101', ' 5', '5 ', '\t1']) {
+    assert.throws(() => parseFlags(['--lr', v], specs), (e: Error) => e.message === `--lr must be a decimal number, got '${v}'`);
+  }
+  for (const v of ['Infinity', '-Infinity', 'NaN', '1e400', '1_000', '', '.', 'e5', '--1']) {
+    assert.throws(() => parseFlags([`--lr=${v}`], specs), (e: Error) => e.message === `--lr must be a number, got '${v}'`);
+  }
+  assert.throws(() => parseFlags(['--epochs', '0x2'], specs), /--epochs must be a decimal number, got '0x2'/);
+  assert.throws(() => parseFlags(['--betas', '0.9,0x1'], specs), /--betas must be a decimal number, got '0x1'/);
+  const ok = parseFlags(['--lr', '1e-3', '--epochs', '+3', '--betas', '.5,5.,-2,1E2'], specs);
+  assert.deepEqual(ok, { lr: 1e-3, epochs: 3, betas: [0.5, 5, -2, 100] });
+});
+
+test('--threads above the cores is an error naming the bound (1,000 threads made a run 10x slower)', () => {
+  const r = fngd('train', '--task', 'mnist-mlp', '--threads', '1000');
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err, new RegExp(`setNumThreads: 1000 threads is more than the ${availableParallelism()} cores of this machine.*FNGD_FORCE_THREADS=1`));
 });
 
 test('missing data names the file and how to get it', () => {

@@ -50,10 +50,16 @@ export function parseFlags(argv: string[], specs: Record<string, FlagSpec>): Fla
   return out;
 }
 
+// Plain decimal notation only: Number() also reads '0x10' as 16, '0b1', '0o7', ' 5 ' and 'Infinity'.
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
 function parseValue(name: string, s: FlagSpec, raw: string): number | string | number[] {
   const num = (v: string): number => {
     const x = Number(v);
-    if (v.trim() === '' || !Number.isFinite(x)) throw new UsageError(`--${name} must be a number, got '${v}'`);
+    if (!DECIMAL.test(v) || !Number.isFinite(x)) {
+      const readable = v.trim() !== '' && Number.isFinite(x); // hex, octal, binary, padded
+      throw new UsageError(`--${name} must be a ${readable ? 'decimal ' : ''}number, got '${v}'`);
+    }
     if (s.kind === 'int' && !Number.isInteger(x)) throw new UsageError(`--${name} must be an integer, got '${v}'`);
     if (s.min !== undefined && x < s.min) throw new UsageError(`--${name} must be at least ${s.min}, got ${v}`);
     if (s.max !== undefined && x > s.max) throw new UsageError(`--${name} must be at most ${s.max}, got ${v}`);
