@@ -1,7 +1,7 @@
 // What a benchmark ran on, recorded in every bench JSON so that numbers from different machines can
 // be told apart (issue 13: the same code measured 0.91x on an Intel Xeon and 1.3x on an AMD EPYC).
 import { readFileSync } from 'node:fs';
-import { machineInfo } from '../src/cli/bench.js';
+import { machineInfo } from '../src/report/machine.js';
 
 /** The vector instruction sets the CPU reports (Linux /proc/cpuinfo), e.g. ['avx2', 'fma']. */
 function vectorFlags(): string[] {

@@ -4,8 +4,7 @@
 // interrupted suite still leaves a valid partial report.
 //   fngd bench --suite quick|full [--only TASK,...] [--optimizers a,b] [--seeds N] --out DIR
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, arch, release, type } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { OPTIMIZER_TABLE, hyperFor } from '../../bench/hyper.js';
 import { SUITES, SUITE_OPTIMIZERS, estimateSeconds, getSuite, type SuiteName } from '../../bench/suites.js';
 import { bracketedRatios, interleave, median, timeWholePeriods } from '../../bench/timing.js';
@@ -13,9 +12,9 @@ import { DataError, disposeBatch, type BaseBatch } from '../data/index.js';
 import type { Optimizer } from '../optim/index.js';
 import {
   buildReport, renderMarkdown, renderPlots, stringifyReport,
-  type MachineInfo, type Report, type ReportInput, type RunEpoch, type RunResult, type Skipped, type StepTiming, type TaskConfig,
+  type Report, type ReportInput, type RunEpoch, type RunResult, type Skipped, type StepTiming, type TaskConfig,
 } from '../report/report.js';
-import { buildInfo, cuda, getNumThreads, scope, setNumThreads, type Device } from '../tensor/index.js';
+import { scope, setNumThreads, type Device } from '../tensor/index.js';
 import type { Task } from '../train/task.js';
 import { Trainer } from '../train/trainer.js';
 import { TASKS, createTask, type TaskName } from '../train/tasks.js';
@@ -247,34 +246,8 @@ export async function trainRun(cfg: TaskConfig, name: string, seed: number, o: {
   };
 }
 
-/** The BLAS libtorch was configured with and the BLAS libraries actually loaded (Linux). */
-function blasLine(config: string): string {
-  const info = /BLAS_INFO=([^,\s]+)/.exec(config)?.[1] ?? 'unknown';
-  let loaded: string[] = [];
-  try {
-    const libs = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => basename(l.trim().split(/\s+/)[5] ?? ''));
-    loaded = [...new Set(libs.filter((l) => /blas|lapack|mkl/i.test(l)))].sort();
-  } catch {
-    // Not Linux: the configured BLAS is all we can say.
-  }
-  return `BLAS_INFO=${info}${loaded.length ? `; loaded ${loaded.join(', ')}` : ''}`;
-}
-
-export function machineInfo(device: Device = 'cpu'): MachineInfo {
-  const b = buildInfo();
-  return {
-    os: `${type()} ${release()} ${arch()}`,
-    cpus: availableParallelism(),
-    cpu_model: cpus()[0]?.model.trim() ?? 'unknown',
-    threads: getNumThreads(),
-    torch: b.torchVersion,
-    blas: blasLine(b.config),
-    device,
-    cuda_available: cuda.isAvailable(),
-    node: process.version,
-    date: new Date().toISOString(),
-  };
-}
+import { machineInfo } from '../report/machine.js';
+export { machineInfo };
 
 /** Writes DIR/report.json, DIR/report.md and DIR/plots/*.svg. */
 export function writeReport(dir: string, report: Report): void {
