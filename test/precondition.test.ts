@@ -68,6 +68,8 @@ function layerBlocks(params: Tensor[]): { all: number[]; layers: number[][] } {
   return { all: ranges.flat(), layers: [[...ranges[0]!, ...ranges[1]!], [...ranges[2]!, ...ranges[3]!]] };
 }
 
+/** The gradient of the mean loss, flattened (SGD's direction). */
+const meanGradient = (model: Sequential, b: Batch): Tensor => cat(grad(lossOf(model, b).mean(), model.parameters()).map((x) => x!.reshape(-1)));
 const flatGrad = (params: Tensor[]): Tensor => cat(params.map((p) => p.grad!.reshape(-1)));
 const withSgd = (model: Module, pre: Preconditioner, lr = 0): SGD => new SGD(model.parameters(), { lr, preconditioner: pre });
 
@@ -130,7 +132,7 @@ test('thermodynamic NGD: t = 0 is SGD\'s direction, a long noise-free run is NGD
     opt.dispose();
     return d;
   };
-  const sgdDir = cat(grad(lossOf(model, b).mean(), params).map((x) => x!.reshape(-1)));
+  const sgdDir = meanGradient(model, b);
   const exact = directionOf(ngd(model, { damping: 1 }));
   const atZero = directionOf(thermodynamicNgd(model, { damping: 1, t: 0, kappa0: 0.3 }));
   assert.ok(relErr(atZero, sgdDir) < 1e-12, `t = 0: relative error to SGD ${relErr(atZero, sgdDir)}`);
@@ -147,7 +149,7 @@ test('the engine\'s SGD configuration (uniform right-hand side, identity solver)
   const model = tinyCnn(g);
   const b = batch(g, [2, 4, 4], 5);
   const params = model.parameters();
-  const want = cat(grad(lossOf(model, b).mean(), params).map((x) => x!.reshape(-1)));
+  const want = meanGradient(model, b);
   const opt = withSgd(model, engineSgd(model));
   opt.step({ perSampleLoss: lossOf(model, b), sampleIds: b.ids, epoch: 0 });
   assert.ok(relErr(flatGrad(params), want) < 1e-12);

@@ -126,7 +126,8 @@ function storeValues(ctx: MethodContext, v: Values): { key: 'sample'; numSamples
 }
 
 const one = (): number => 1;
-const FIRST_ORDER_TASKS = (lr: [number, number, number, number], wd: [number, number, number, number]): Record<TaskName, Values> => ({
+/** lr and weight decay per task (MNIST, Fashion-MNIST, CIFAR-10, Multi30K), for any method. */
+const taskValues = (lr: [number, number, number, number], wd: [number, number, number, number]): Record<TaskName, Values> => ({
   'mnist-mlp': { lr: lr[0], weightDecay: wd[0] },
   'fashion-cnn': { lr: lr[1], weightDecay: wd[1] },
   'cifar10-resnet': { lr: lr[2], weightDecay: wd[2] },
@@ -146,41 +147,41 @@ export const METHODS: Record<string, MethodEntry> = {
     doc: 'SGD with momentum (PyTorch semantics) on the mean-loss gradient',
     rule: 'sgd', options: {}, build: () => null, costPeriod: one,
     searched: ['mnist-mlp', 'cifar10-resnet'],
-    tasks: FIRST_ORDER_TASKS([0.02, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]),
+    tasks: taskValues([0.02, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]),
   },
   adamw: {
     doc: 'AdamW (PyTorch semantics) on the mean-loss gradient',
     rule: 'adamw', options: {}, build: () => null, costPeriod: one,
     searched: ['mnist-mlp', 'cifar10-resnet'],
-    tasks: FIRST_ORDER_TASKS([5e-4, 1e-3, 2e-3, 5e-4], [0.01, 0.01, 0.05, 0.01]),
+    tasks: taskValues([5e-4, 1e-3, 2e-3, 5e-4], [0.01, 0.01, 0.05, 0.01]),
   },
   ngd: {
     doc: 'exact damped empirical-Fisher NGD through the B x B Gram, coefficients solved every step (FNGD.md sec. 1)',
     rule: 'sgd', options: SAMPLE_SPACE,
     build: (ctx, v) => ngd(ctx.model, sampleSpaceValues(v)), costPeriod: one,
     searched: ['mnist-mlp', 'cifar10-resnet'],
-    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
+    tasks: { ...taskValues([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
   },
   fngd: {
     doc: 'FNGD: NGD\'s coefficients solved in the first epoch, stored by sample id and reused after (FNGD.md sec. 2)',
     rule: 'sgd', options: { ...SAMPLE_SPACE, ...STORE },
     build: (ctx, v) => fngd(ctx.model, { ...sampleSpaceValues(v), ...storeValues(ctx, v) }), costPeriod: one,
     searched: ['mnist-mlp', 'cifar10-resnet'],
-    tasks: { ...FIRST_ORDER_TASKS([0.05, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.05, weightDecay: 0, damping: 30 } },
+    tasks: { ...taskValues([0.05, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.05, weightDecay: 0, damping: 30 } },
   },
   ief: {
     doc: 'iEF (Wu et al. 2024): the Gram solve with right-hand side ||d l_i / d z_i||^2 (logit-gradient norms), every step',
     rule: 'sgd', options: IEF_SPACE,
     build: (ctx, v) => ief(ctx.model, sampleSpaceValues(v)), costPeriod: one,
     searched: ['mnist-mlp'],
-    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.1, weightDecay: 0, damping: 1 } },
+    tasks: { ...taskValues([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.1, weightDecay: 0, damping: 1 } },
   },
   'fast-ief': {
     doc: 'fast iEF: iEF\'s coefficients solved in the first epoch and reused through FNGD\'s store',
     rule: 'sgd', options: { ...IEF_SPACE, ...STORE },
     build: (ctx, v) => fastIef(ctx.model, { ...sampleSpaceValues(v), ...storeValues(ctx, v) }), costPeriod: one,
     searched: [],
-    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
+    tasks: { ...taskValues([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]) },
   },
   'thermo-ngd': {
     doc: 'thermodynamic NGD (Donatella et al. 2024), simulated: NGD\'s B x B system solved by an Ornstein-Uhlenbeck process run for time t (t = 0: SGD, t -> infinity: NGD)',
@@ -191,7 +192,7 @@ export const METHODS: Record<string, MethodEntry> = {
     }),
     costPeriod: one,
     searched: ['mnist-mlp'],
-    tasks: { ...FIRST_ORDER_TASKS([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.1, weightDecay: 0, tAnalog: 10 } },
+    tasks: { ...taskValues([0.1, 0.05, 0.02, 0.1], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.1, weightDecay: 0, tAnalog: 10 } },
   },
   kfac: {
     doc: 'K-FAC (Martens & Grosse 2015; conv: Grosse & Martens 2016) from the same capture, KL clipping',
@@ -202,7 +203,7 @@ export const METHODS: Record<string, MethodEntry> = {
     }),
     costPeriod: (v) => v.covUpdateEvery as number,
     searched: ['mnist-mlp', 'cifar10-resnet'],
-    tasks: { ...FIRST_ORDER_TASKS([0.003, 0.01, 0.01, 0.02], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.003, weightDecay: 0, damping: 1e-2 } },
+    tasks: { ...taskValues([0.003, 0.01, 0.01, 0.02], [0, 0, 5e-4, 0]), 'mnist-mlp': { lr: 0.003, weightDecay: 0, damping: 1e-2 } },
   },
 };
 

@@ -21,7 +21,7 @@ import { empty, noGrad, scope, stack, zeros, type Tensor } from '../tensor/index
 import { warn } from '../warnings.js';
 import { checkDamping, diagonalShift, type Damping, type DampingMode } from './damping.js';
 import type { JsonValue, Preconditioner, PreconditionerStateDict } from './preconditioner.js';
-import { CoefficientReuse, reuseSettings, type ReuseOptions, type ReuseSettings } from './reuse.js';
+import { CoefficientReuse, reuseSettings, type ReuseOptions } from './reuse.js';
 import { RIGHT_HAND_SIDES, rightHandSide, type RightHandSide } from './rhs.js';
 import { choleskySolver, type CoefficientSolver } from './solver.js';
 
@@ -284,4 +284,3 @@ function rowFor(c: Coefficients, name: string): Tensor {
   return c.alpha.select(0, g);
 }
 
-export type { ReuseSettings };
