@@ -6,9 +6,55 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <stdexcept>
+
 namespace fngd {
 
 namespace {
+
+// Gradient hooks that call back into JS: a hook gets the gradient of its tensor the moment the
+// backward produces it (while it is still in cache, before the rest of the backward runs).
+// Why this is safe: libtorch runs a CPU graph on the thread that called backward/grad, which is the
+// thread whose JS called us, so the hook can call JS synchronously there. A hook that fires on any
+// other thread (CUDA runs its graph on per-device threads) cannot reach JS: it does nothing, and the
+// JS side sees that its callback was never called and falls back (curvature/engine.ts).
+// The hook captures only an integer id: the JS function lives in a thread-local dispatcher, so no
+// JS reference is owned by the autograd graph (which may be destroyed on any thread).
+thread_local Napi::FunctionReference* tHookDispatcher = nullptr;
+thread_local napi_env tHookEnv = nullptr;
+
+Napi::Value SetHookDispatcher(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "setHookDispatcher: expected a function");
+  if (tHookDispatcher == nullptr) tHookDispatcher = new Napi::FunctionReference();  // lives as long as the thread
+  *tHookDispatcher = Napi::Persistent(info[0].As<Napi::Function>());
+  tHookEnv = env;
+  return env.Undefined();
+}
+
+// registerGradHook(t, id): calls the dispatcher with (id, gradient) whenever t's gradient is computed.
+Napi::Value RegisterGradHook(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, "registerGradHook", [&]() -> Napi::Value {
+    at::Tensor t = unwrapTensor(info[0], "registerGradHook");
+    if (!info[1].IsNumber()) throw Napi::TypeError::New(env, "registerGradHook: expected a numeric hook id");
+    if (!t.requires_grad()) throw Napi::Error::New(env, "registerGradHook: the tensor does not require grad (no gradient will reach it)");
+    if (tHookDispatcher == nullptr) throw Napi::Error::New(env, "registerGradHook: no hook dispatcher on this thread");
+    const double id = info[1].As<Napi::Number>().DoubleValue();
+    t.register_hook([id](const at::Tensor& g) {
+      if (tHookDispatcher == nullptr || tHookEnv == nullptr || !g.defined()) return;
+      Napi::Env henv(tHookEnv);
+      Napi::HandleScope scope(henv);
+      try {
+        tHookDispatcher->Call({Napi::Number::New(henv, id), wrapTensor(henv, g)});
+      } catch (const Napi::Error& e) {
+        // Becomes the error of the backward call that ran the hook (grad/backward below).
+        throw std::runtime_error("gradient hook failed: " + e.Message());
+      }
+    });
+    return env.Undefined();
+  });
+}
 
 std::vector<at::Tensor> tensorArray(const Napi::Value& v, const char* what, bool allowNull) {
   if (!v.IsArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + ": expected an array of tensors");
@@ -136,6 +182,8 @@ void initAutograd(Napi::Env env, Napi::Object exports) {
   exports.Set("grad", Napi::Function::New(env, Grad));
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
   exports.Set("isGradEnabled", Napi::Function::New(env, IsGradEnabled));
+  exports.Set("setHookDispatcher", Napi::Function::New(env, SetHookDispatcher));
+  exports.Set("registerGradHook", Napi::Function::New(env, RegisterGradHook));
 }
 
 }  // namespace fngd

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  cat, eye, F, grad, linalg, liveTensors, manualSeed, noGrad, randn, scope, stack, tensor, zeros, type Tensor,
+  cat, eye, F, grad, linalg, liveTensors, manualSeed, noGrad, randn, registerGradHook, scope, stack, tensor, zeros, type Tensor,
 } from '../src/tensor/index.js';
 import {
   BatchNorm2d, Conv2d, crossEntropyPerSample, Embedding, LayerNorm, Linear, Module, resnetSmall, transformerSeq2Seq,
@@ -360,6 +360,108 @@ test('NGD through the engine equals the dense solve (F + lambda I) d = gbar, glo
   });
   engine.dispose();
   c.model.dispose();
+}));
+
+// Which layers' hooks run: those whose output node the backward passes through on its way to a
+// layer below (a first layer, fed by data, is reached by no such path: it is done after the backward).
+for (const [label, make, hooked] of [
+  ['Linear', mlpCase, ['l2']], ['Linear over sequences, used twice, + LayerNorm', seqCase, ['l2']],
+  ['Conv2d', convCase, ['c2', 'fc']], ['two Embeddings summed', embCase, ['out']],
+] as const) {
+  test(`hook-based weighted gradients (weightedBackward) equal the after-backward ones and brute force: ${label}`, () => leakCheck(() => {
+    const c = make();
+    const engine = new CurvatureEngine(c.model);
+    withCapture(c, engine, (cap, U, uncoveredU) => {
+      const b = cap.batchSize;
+      const per = new Map(c.layers.map((n) => [n, randn([b], f64)] as const));
+      cap.writeWeightedGradients(per, { uncoveredScale: 3, consume: true });
+      const after = c.model.parameters().map((p) => p.grad!.clone());
+      const where = engine.weightedBackward(perSampleLoss(c), per, { uncoveredScale: 3 });
+      assert.deepEqual(where.inBackward.sort(), [...hooked].sort(), 'layers done inside the backward');
+      assert.deepEqual([...where.inBackward, ...where.afterBackward].sort(), [...c.layers].sort());
+      c.model.parameters().forEach((p, k) => close(p.grad!, after[k]!, `parameter ${k}: hook-based vs after-backward`, 1e-12));
+      for (const n of c.layers) {
+        layerParams(c.model, n).forEach((p, k) => close(p.grad!, weightedSum(U.get(n)![k]!, per.get(n)!), `${n} hook-based weighted gradient, param ${k}`));
+      }
+      engine.uncoveredParams.forEach((p, k) => close(p.param.grad!, uncoveredU[k]!.mean(0).mul(3), `uncovered ${p.name}: 3 x mean-loss gradient`));
+    });
+    engine.dispose();
+    c.model.dispose();
+  }));
+}
+
+test('hook-based weighted gradients where two layers get one output-gradient tensor (z = l1(x) + l2(x)), float32 and float64', () => leakCheck(() => {
+  for (const [dtype, tol] of [['float32', 1e-6], ['float64', 1e-12]] as const) {
+    manualSeed(16);
+    const o = { dtype };
+    class SharedDelta extends Module {
+      readonly l0 = this.registerModule('l0', new Linear(5, 5, o));
+      readonly l1 = this.registerModule('l1', new Linear(5, 4, o));
+      readonly l2 = this.registerModule('l2', new Linear(5, 4, o));
+      readonly l3 = this.registerModule('l3', new Linear(4, 3, o));
+      forward(x: Tensor): Tensor {
+        const h = this.l0.forward(x).tanh();
+        return this.l3.forward(this.l1.forward(h).add(this.l2.forward(h)).tanh());
+      }
+    }
+    const model = new SharedDelta();
+    const engine = new CurvatureEngine(model);
+    scope(() => {
+      const b = 6;
+      const x = randn([b, 5], o);
+      const y = tensor(BigInt64Array.from([0n, 1n, 2n, 2n, 1n, 0n]));
+      const alphas = new Map(['l0', 'l1', 'l2', 'l3'].map((n) => [n, randn([b], o)] as const));
+      engine.capture(crossEntropyPerSample(model.forward(x), y)).writeWeightedGradients(alphas, { consume: true });
+      const after = model.parameters().map((p) => p.grad!.clone());
+      const where = engine.weightedBackward(crossEntropyPerSample(model.forward(x), y), alphas);
+      assert.deepEqual(where.inBackward.sort(), ['l1', 'l2', 'l3'], 'l1 and l2 (one shared gradient tensor) and l3 inside the backward');
+      assert.deepEqual(where.afterBackward, ['l0']);
+      const names = model.namedParameters().map(([n]) => n);
+      model.parameters().forEach((p, k) => assert.ok(relErr(p.grad!, after[k]!) <= tol, `${dtype} ${names[k]}: ${relErr(p.grad!, after[k]!)}`));
+      // And against brute force in float64 (a float64 copy of the model): the per-layer sums by definition.
+      if (dtype === 'float64') {
+        const loss = crossEntropyPerSample(model.forward(x), y);
+        const U = bruteForce(loss, model.parameters());
+        model.parameters().forEach((p, k) => close(p.grad!, weightedSum(U[k]!, alphas.get(names[k]!.split('.')[0]!)!), `${names[k]} vs brute force`));
+      }
+    });
+    engine.dispose();
+    model.dispose();
+  }
+}));
+
+test('gradient hooks: see the gradient grad() returns, run before the layers below, pass errors through unchanged', () => leakCheck(() => {
+  manualSeed(17);
+  scope(() => {
+    const w1 = randn([4, 3], f64).requiresGrad_(true);
+    const w2 = randn([3, 2], f64).requiresGrad_(true);
+    const x = randn([5, 4], f64);
+    const z1 = x.mm(w1);
+    const z2 = z1.tanh().mm(w2);
+    const order: string[] = [];
+    let seen: Tensor | null = null;
+    const remove = registerGradHook(z1, (g) => {
+      order.push('z1');
+      seen = g.clone();
+    });
+    registerGradHook(z2, () => order.push('z2'));
+    const [gz1] = grad(z2.square().sum(), [z1], { retainGraph: true });
+    assert.deepEqual(order, ['z2'], 'z1\'s node is not needed for grad(., [z1]): only z2\'s hook runs');
+    const [gw1] = grad(z2.square().sum(), [w1], { retainGraph: true });
+    assert.deepEqual(order, ['z2', 'z2', 'z1'], 'backward order: z2 first, then z1');
+    close(seen!, gz1!, 'the hook saw dL/dz1', 0);
+    close(gw1!, x.t().mm(gz1!), 'the hook did not change the backward');
+    remove();
+    grad(z2.square().sum(), [w1], { retainGraph: true });
+    assert.deepEqual(order, ['z2', 'z2', 'z1', 'z2'], 'a removed hook is not called');
+    class HookFailure extends Error {}
+    registerGradHook(z1, () => {
+      throw new HookFailure('from the hook');
+    });
+    assert.throws(() => grad(z2.sum(), [w1], { retainGraph: true }), (e: unknown) => e instanceof HookFailure && e.message === 'from the hook');
+    assert.throws(() => z2.sum().backward(), HookFailure, 'Tensor.backward passes it through too');
+    assert.throws(() => registerGradHook(x, () => {}), /does not require grad/);
+  });
 }));
 
 test('a consumed capture scales output gradients in place only where no other layer shares them (z = l1(x) + l2(x))', () => leakCheck(() => {

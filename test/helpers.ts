@@ -1,5 +1,7 @@
 // Shared test oracles: comparisons and central finite differences in float64.
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Tensor, liveTensors, noGrad, scope } from '../src/tensor/index.js';
 import * as T from '../src/tensor/index.js';
 import { Conv2d, Flatten, Linear, ReLU, Sequential, Tanh } from '../src/nn/index.js';
@@ -30,11 +32,26 @@ export function relErr(a: Tensor, b: Tensor): number {
   return scope(() => a.sub(b).norm().item() / Math.max(b.norm().item(), 1e-300));
 }
 
+const collectGarbage = ((): (() => void) => {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+
+/**
+ * Live tensors after a full garbage collection: tensors an earlier test dropped without disposing
+ * are freed by the GC safety net whenever V8 collects, which would otherwise change a count taken
+ * across a stretch of code at random.
+ */
+export function settledLiveTensors(): number {
+  collectGarbage();
+  return liveTensors().tensors;
+}
+
 /** Runs `fn` in a scope and checks that it leaves no tensor behind. */
 export function leakCheck(fn: () => void): void {
-  const before = liveTensors().tensors;
+  const before = settledLiveTensors();
   scope(fn);
-  assert.equal(liveTensors().tensors, before, 'tensors leaked');
+  assert.equal(settledLiveTensors(), before, 'tensors leaked');
 }
 
 /** Relative error of whole tensors within `tol`, against a non-zero expected value (no vacuous checks). */

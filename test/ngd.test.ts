@@ -6,7 +6,7 @@ import { SGD, type SGDOptions } from '../src/optim/index.js';
 import { fngd, ngd, type SampleSpaceMethodOptions, type SampleSpacePreconditioner, type StoreOptions } from '../src/precondition/index.js';
 import * as T from '../src/tensor/index.js';
 import { cat, grad, keep, linalg, liveTensors, scope, tensor, type Tensor } from '../src/tensor/index.js';
-import { relErr, tinyCnn, tinyMlp } from './helpers.js';
+import { relErr, settledLiveTensors, tinyCnn, tinyMlp } from './helpers.js';
 
 const f64 = { dtype: 'float64' as const };
 
@@ -181,11 +181,11 @@ test('NGD options are validated; coverage names the first-order fallback', () =>
   assert.throws(() => NGD(model, { lr: 0.1, damping: -1 }), /option 'damping' must be a finite number in \[0, inf\)/);
   assert.throws(() => NGD(model, { lr: 0.1, mode: 'diag' as never }), /option 'mode' must be 'layerwise' or 'global'/);
   assert.throws(() => FNGD(model, { lr: 0.1 }), /option 'numSamples' must be a positive integer/);
-  const base = liveTensors().tensors;
+  const base = settledLiveTensors();
   const ngd = NGD(model, { lr: 0.1 });
   assert.deepEqual(ngd.pre.coverage(), { covered: ['0.weight', '0.bias', '2.weight', '2.bias'], uncovered: [] });
   ngd.dispose();
-  assert.equal(liveTensors().tensors, base);
+  assert.equal(settledLiveTensors(), base);
   model.dispose();
 });
 

@@ -220,12 +220,13 @@ export class Capture {
   }
 }
 
-function alphaOf(alpha: Alpha, name: string, b: number): Tensor | null {
+/** The coefficients for layer `name` (null: the layer gets no gradient), checked against the batch. */
+export function alphaOf(alpha: Alpha, name: string, b: number, what = 'Capture.writeWeightedGradients'): Tensor | null {
   let a: Tensor | null | undefined;
   if (alpha instanceof Map) a = alpha.get(name) ?? null;
   else if (alpha instanceof Tensor) a = alpha;
   else a = (alpha as Record<string, Tensor>)[name] ?? null;
   if (a === null) return null;
-  if (a.dim !== 1 || a.size(0) !== b) throw new RangeError(`Capture.writeWeightedGradients: alpha for '${name}' must have shape [${b}], got [${a.shape}]`);
+  if (a.dim !== 1 || a.size(0) !== b) throw new RangeError(`${what}: alpha for '${name}' must have shape [${b}], got [${a.shape}]`);
   return a.detach();
 }

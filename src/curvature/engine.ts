@@ -34,13 +34,13 @@
 import type { Conv2d } from '../nn/conv.js';
 import type { Embedding, Linear } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
-import { tapKind, TapRecorder, type TapKind, type TappableLayer } from '../nn/taps.js';
-import { grad, scope, type Tensor } from '../tensor/index.js';
-import { Capture, type UncoveredGrad } from './capture.js';
+import { tapKind, TapRecorder, type TapKind, type TappableLayer, type TapRecord } from '../nn/taps.js';
+import { grad, noGrad, registerGradHook, scope, type Tensor } from '../tensor/index.js';
+import { alphaOf, Capture, type Alpha, type UncoveredGrad } from './capture.js';
 import type { GramMethod } from './gram.js';
 import { ConvCurvature } from './conv.js';
 import { EmbeddingCurvature } from './embedding.js';
-import { Scratch, type LayerCurvature, type Use } from './layers.js';
+import { Scratch, type LayerCurvature, type LayerGrads, type Use } from './layers.js';
 import { LinearCurvature } from './linear.js';
 
 export interface CurvatureOptions {
@@ -132,32 +132,9 @@ export class CurvatureEngine {
     if (perSampleLoss.dim !== 1) throw new RangeError(`CurvatureEngine.capture: perSampleLoss must have shape [B], got [${perSampleLoss.shape}]`);
     if (!perSampleLoss.requiresGrad) throw new Error('CurvatureEngine.capture: perSampleLoss is not attached to the autograd graph');
     const b = perSampleLoss.size(0);
-    // Take the records over (they stay in the forward's scope); skip those whose scope already ended.
-    const records = this.#recorder.records.splice(0).filter((r) => {
-      if (!r.output.isDisposed && !r.input.isDisposed) return true;
-      r.input.dispose();
-      r.output.dispose();
-      return false;
-    });
+    const records = this.#takeRecords(b, 'capture');
     const uncovered = this.uncoveredParams.filter((p) => p.param.requiresGrad);
-    let grads: (Tensor | null)[];
-    try {
-      for (const r of records) {
-        if (r.output.dim < 1 || r.output.size(0) !== b) {
-          throw new Error(`CurvatureEngine.capture: layer '${r.name}' ran on a batch of ${r.output.size(0)} in this forward, the loss has ${b} samples (batch must be dimension 0)`);
-        }
-      }
-      if (records.length === 0 && uncovered.length === 0) throw new Error('CurvatureEngine.capture: nothing recorded (was the forward run with the engine enabled, with grad on?)');
-      grads = grad(perSampleLoss.sum(), [...records.map((r) => r.output), ...uncovered.map((p) => p.param)], {
-        allowUnused: true, retainGraph: o.retainGraph ?? false,
-      });
-    } catch (e) {
-      for (const r of records) {
-        r.input.dispose();
-        r.output.dispose();
-      }
-      throw e;
-    }
+    const grads = this.#backward(perSampleLoss, records, uncovered, 'capture', o.retainGraph ?? false);
     const uses = new Map<TappableLayer, Use[]>();
     records.forEach((r, i) => {
       r.output.dispose();
@@ -176,6 +153,109 @@ export class CurvatureEngine {
     const unreached = this.layers.filter((l) => !uses.has(l.layer));
     const unc: UncoveredGrad[] = uncovered.map((p, i) => ({ name: p.name, param: p.param, gradSum: grads[records.length + i] ?? null }));
     return new Capture(b, layers, unc, unreached, { maxBytes: this.maxBytes, method: this.method, scratch: this.#scratch });
+  }
+
+  /**
+   * `capture(l).writeWeightedGradients(alpha, { consume: true })` without waiting for the whole
+   * backward: a gradient hook on each covered layer's output computes that layer's sum_i alpha_i g_i
+   * the moment its output gradient exists, while it (and the layer's input, read a moment earlier by
+   * the backward itself) is still in cache; FNGD's step in later epochs, when the coefficients are
+   * known before the backward. The same `.grad` as the capture path: the same products, on the same
+   * tensors (tested to float rounding). Where a hook cannot run (the backward does not pass through
+   * the node that made the first layer's output, or a CUDA graph whose backward runs on libtorch's
+   * own threads) the layer is done from the gradient the backward returns, after it, as the capture
+   * does. Uncovered parameters get the mean-loss gradient times `uncoveredScale`. Returns which layers
+   * were done inside the backward and which after it.
+   */
+  weightedBackward(perSampleLoss: Tensor, alpha: Alpha, o: { uncoveredScale?: number } = {}): { inBackward: string[]; afterBackward: string[] } {
+    if (perSampleLoss.dim !== 1) throw new RangeError(`CurvatureEngine.weightedBackward: perSampleLoss must have shape [B], got [${perSampleLoss.shape}]`);
+    if (!perSampleLoss.requiresGrad) throw new Error('CurvatureEngine.weightedBackward: perSampleLoss is not attached to the autograd graph');
+    const b = perSampleLoss.size(0);
+    const records = this.#takeRecords(b, 'weightedBackward');
+    const uncovered = this.uncoveredParams.filter((p) => p.param.requiresGrad);
+    const byLayer = new Map(this.layers.map((l) => [l.layer, l] as const));
+    const sums = new Map<TappableLayer, LayerGrads>();
+    const done = new Array<boolean>(records.length).fill(false);
+    const inBackward = new Set<string>();
+    const afterBackward = new Set<string>();
+    const accumulate = (i: number, delta: Tensor, where: Set<string>): void => {
+      done[i] = true;
+      where.add(records[i]!.name);
+      const r = records[i]!;
+      const l = byLayer.get(r.layer)!;
+      const a = alphaOf(alpha, l.name, b, 'CurvatureEngine.weightedBackward');
+      if (a === null) return;
+      // Its own scope: the layer's temporaries go at once; the gradient (returned) moves out of it.
+      const g = scope(() => noGrad(() => makeLayer(l, [{ input: r.input, delta }], b).weighted(a, { scratch: this.#scratch })));
+      const prev = sums.get(r.layer);
+      sums.set(r.layer, prev === undefined ? g : { weight: prev.weight.add(g.weight), bias: prev.bias === null || g.bias === null ? null : prev.bias.add(g.bias) });
+    };
+    scope(() => {
+      const removers = records.map((r, i) => registerGradHook(r.output, (delta) => accumulate(i, delta, inBackward)));
+      let grads: (Tensor | null)[];
+      try {
+        grads = this.#backward(perSampleLoss, records, uncovered, 'weightedBackward', false);
+      } finally {
+        for (const remove of removers) remove();
+      }
+      records.forEach((r, i) => {
+        const delta = grads[i] ?? null;
+        if (!done[i] && delta !== null) accumulate(i, delta, afterBackward);
+      });
+      noGrad(() => {
+        for (const l of this.layers) {
+          const [w, bias] = [l.layer.weight, (l.layer as { bias?: Tensor | null }).bias ?? null];
+          const g = sums.get(l.layer);
+          w.grad = g !== undefined && w.requiresGrad ? g.weight : null;
+          if (bias !== null) bias.grad = g !== undefined && g.bias !== null && bias.requiresGrad ? g.bias : null;
+        }
+        const scale = o.uncoveredScale ?? 1;
+        uncovered.forEach((u, i) => {
+          const gs = grads[records.length + i] ?? null;
+          u.param.grad = gs === null ? null : gs.mul(scale / b);
+        });
+      });
+      for (const r of records) {
+        r.input.dispose();
+        r.output.dispose();
+      }
+    });
+    return { inBackward: [...inBackward], afterBackward: [...afterBackward] };
+  }
+
+  /** Takes this forward's records over (they stay in its scope), skipping those whose scope ended. */
+  #takeRecords(b: number, what: string): TapRecord[] {
+    const records = this.#recorder.records.splice(0).filter((r) => {
+      if (!r.output.isDisposed && !r.input.isDisposed) return true;
+      r.input.dispose();
+      r.output.dispose();
+      return false;
+    });
+    for (const r of records) {
+      if (r.output.dim < 1 || r.output.size(0) !== b) {
+        const e = new Error(`CurvatureEngine.${what}: layer '${r.name}' ran on a batch of ${r.output.size(0)} in this forward, the loss has ${b} samples (batch must be dimension 0)`);
+        for (const q of records) {
+          q.input.dispose();
+          q.output.dispose();
+        }
+        throw e;
+      }
+    }
+    return records;
+  }
+
+  /** ONE backward of sum_i l_i to every recorded layer output and uncovered parameter. */
+  #backward(perSampleLoss: Tensor, records: TapRecord[], uncovered: { param: Tensor }[], what: string, retainGraph: boolean): (Tensor | null)[] {
+    try {
+      if (records.length === 0 && uncovered.length === 0) throw new Error(`CurvatureEngine.${what}: nothing recorded (was the forward run with the engine enabled, with grad on?)`);
+      return grad(perSampleLoss.sum(), [...records.map((r) => r.output), ...uncovered.map((p) => p.param)], { allowUnused: true, retainGraph });
+    } catch (e) {
+      for (const r of records) {
+        r.input.dispose();
+        r.output.dispose();
+      }
+      throw e;
+    }
   }
 
   /**

@@ -5,7 +5,7 @@ export { Tensor, Generator, type DType, type Device, type Scalar, type TypedArra
 export * from './create.js';
 export * as F from './functional.js';
 export * as linalg from './linalg.js';
-export { grad, noGrad, enableGrad, isGradEnabled, type GradOptions } from './autograd.js';
+export { grad, noGrad, enableGrad, isGradEnabled, registerGradHook, type GradOptions } from './autograd.js';
 export { scope, keep, scopeDepth } from './scope.js';
 export { callOp, opSchema, defineOp } from './op.js';
 

@@ -60,6 +60,8 @@ export interface NativeAddon {
   grad(outputs: Handle[], inputs: Handle[], gradOutputs: (Handle | null)[] | null, retainGraph: boolean, createGraph: boolean, allowUnused: boolean): (Handle | null)[];
   setGradEnabled(on: boolean): boolean;
   isGradEnabled(): boolean;
+  setHookDispatcher(fn: (id: number, grad: Handle) => void): void;
+  registerGradHook(t: Handle, id: number): void;
 }
 
 const addonPath = fileURLToPath(new URL('../../../build/fngd.node', import.meta.url));

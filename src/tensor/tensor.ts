@@ -2,6 +2,7 @@
 // shapes, dtypes and broadcasting are libtorch's. Every tensor joins the innermost `scope`.
 import { inspect } from 'node:util';
 import { native, type GeneratorHandle, type Handle } from './native.js';
+import { rethrowingHookErrors } from './hook-errors.js';
 import { defineInPlaceOp, defineOp, setTensorBridge } from './op.js';
 import { setTensorCheck, track } from './scope.js';
 
@@ -196,7 +197,7 @@ export class Tensor {
     native.setGrad(this.#handle, null);
   }
   backward(gradient?: Tensor | null, opts: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
-    native.backward(this.#handle, gradient ? gradient.handle : null, opts.retainGraph ?? false, opts.createGraph ?? false);
+    rethrowingHookErrors(() => native.backward(this.#handle, gradient ? gradient.handle : null, opts.retainGraph ?? false, opts.createGraph ?? false));
   }
 
   // ---- elementwise arithmetic (broadcasting) --------------------------------------------------
