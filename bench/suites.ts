@@ -17,7 +17,7 @@ export const SUITE_OPTIMIZERS = ['sgd', 'adamw', 'kfac', 'ngd', 'fngd'];
 
 /** Training-set sizes (before trainLimit), for planning. CIFAR-10: 45,000 after the 5,000 held out. */
 export const TRAIN_SIZE: Record<TaskName, number> = {
-  'mnist-mlp': 60000, 'fashion-cnn': 60000, 'cifar10-resnet': 45000, 'multi30k-transformer': 29000,
+  'mnist-mlp': 60000, 'fashion-cnn': 60000, 'cifar10-resnet': 45000, 'cifar10-mlp': 45000, 'multi30k-transformer': 29000,
 };
 
 const mnist = (o: Partial<TaskConfig>): TaskConfig => ({
@@ -84,15 +84,15 @@ export const DEMO: TaskConfig = mnist({ target: 0.97, epochs: 3, seeds: 1, timin
  * and the trainer's logs; Fashion CNN and Transformer: rough).
  */
 export const SGD_STEP_S: Record<TaskName, number> = {
-  'mnist-mlp': 0.012, 'fashion-cnn': 0.07, 'cifar10-resnet': 0.45, 'multi30k-transformer': 0.3,
+  'mnist-mlp': 0.012, 'fashion-cnn': 0.07, 'cifar10-resnet': 0.45, 'cifar10-mlp': 0.08, 'multi30k-transformer': 0.3,
 };
 /** Seconds per evaluated sample (MNIST forward only; the Transformer decodes greedily). */
 export const EVAL_S: Record<TaskName, number> = {
-  'mnist-mlp': 2.5e-5, 'fashion-cnn': 3.4e-4, 'cifar10-resnet': 1.3e-3, 'multi30k-transformer': 0.02,
+  'mnist-mlp': 2.5e-5, 'fashion-cnn': 3.4e-4, 'cifar10-resnet': 1.3e-3, 'cifar10-mlp': 1e-4, 'multi30k-transformer': 0.02,
 };
 /** Eval-set sizes (test; CIFAR-10: the 5,000 held-out images). */
 const EVAL_SIZE: Record<TaskName, number> = {
-  'mnist-mlp': 10000, 'fashion-cnn': 10000, 'cifar10-resnet': 5000, 'multi30k-transformer': 1000,
+  'mnist-mlp': 10000, 'fashion-cnn': 10000, 'cifar10-resnet': 5000, 'cifar10-mlp': 5000, 'multi30k-transformer': 1000,
 };
 /**
  * Step cost relative to SGD, [first epoch, later epochs], for planning: the interleaved "step / SGD"

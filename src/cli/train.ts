@@ -21,6 +21,7 @@ export const TASK_DEFAULTS: Record<TaskName, { epochs: number; batchSize: number
   'mnist-mlp': { epochs: 3, batchSize: 128, schedule: 'constant' },
   'fashion-cnn': { epochs: 5, batchSize: 128, schedule: 'constant' },
   'cifar10-resnet': { epochs: 10, batchSize: 128, schedule: 'cosine' },
+  'cifar10-mlp': { epochs: 60, batchSize: 64, schedule: 'constant' },
   'multi30k-transformer': { epochs: 10, batchSize: 128, schedule: 'cosine', warmupSteps: 200 },
 };
 

@@ -26,13 +26,13 @@
 //   5. the rule's update.
 // Embedding layers and parameters outside Linear/Conv2d (norm affine parameters, grouped convs, ...)
 // keep their plain mean-loss gradient, first order; `fallbackParams()` names them.
-import { CurvatureEngine, type LayerCurvature } from '../curvature/index.js';
+import { CurvatureEngine, LinearCurvature, type LayerCurvature } from '../curvature/index.js';
 import { Embedding, type Linear } from '../nn/linear.js';
 import type { Conv2d } from '../nn/conv.js';
 import type { Module } from '../nn/module.js';
 import type { TappableLayer } from '../nn/taps.js';
 import { checkOption, type StepInput, type StepStats } from '../optim/optimizer.js';
-import { cat, eye, full, keep, linalg, noGrad, scope, type Tensor } from '../tensor/index.js';
+import { cat, eye, full, keep, linalg, noGrad, ones, scope, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import type { Preconditioner, PreconditionerStateDict, RuleContext } from './preconditioner.js';
 
@@ -148,10 +148,13 @@ export class KfacPreconditioner implements Preconditioner {
           if (g.Ainv === null || k % invUpdateEvery === 0) this.#invert(l.name, g, l.params[0].dtype);
         }
       });
-      // The factors have read the capture: the gradient may consume it.
-      scope(() => cap.writeWeightedGradients(full([b], 1 / b, { dtype: input.perSampleLoss.dtype, device: input.perSampleLoss.device }), { consume: true }));
-      noGrad(() => {
-        nu = this.#precondition(layers, rule);
+      scope(() => {
+        const lowRank = noGrad(() => lowRankFactors(cap.layers, this.#factors));
+        // The factors have read the capture: the gradient may consume it.
+        cap.writeWeightedGradients(full([b], 1 / b, { dtype: input.perSampleLoss.dtype, device: input.perSampleLoss.device }), { consume: true });
+        noGrad(() => {
+          nu = this.#precondition(layers, rule, lowRank);
+        });
       });
     } finally {
       cap.dispose();
@@ -199,7 +202,7 @@ export class KfacPreconditioner implements Preconditioner {
   }
 
   /** .grad <- nu G^-1 [grad_W, grad_b] A^-1 for every covered layer; returns nu. */
-  #precondition(layers: { name: string; params: [Tensor, Tensor | null] }[], rule: RuleContext): number {
+  #precondition(layers: { name: string; params: [Tensor, Tensor | null] }[], rule: RuleContext, lowRank: Map<string, LowRank>): number {
     return scope(() => {
       const work: { w: Tensor; b: Tensor | null; V: Tensor }[] = [];
       let vg: Tensor | null = null;
@@ -210,7 +213,8 @@ export class KfacPreconditioner implements Preconditioner {
         if (gw === null || (b !== null && gb === null)) continue; // the loss did not reach it
         const flat = gw.reshape(gw.size(0), -1);
         const X = gb === null ? flat : cat([flat, gb.unsqueeze(1)], 1);
-        const V = f.Ginv!.mm(X).mm(f.Ainv!);
+        const lr = lowRank.get(name);
+        const V = lr === undefined ? f.Ginv!.mm(X).mm(f.Ainv!) : lr.left.mm(lr.right);
         // lr^2 <V, grad>, each parameter with its group's lr (biases often sit in another group).
         const lrW = rule.lrOf(w);
         const vx = V.mul(X).double();
@@ -334,4 +338,37 @@ function disposeFactors(factors: Map<string, Factors>): void {
 function checkInt(owner: string, name: string, v: unknown): number {
   if (!Number.isInteger(v) || (v as number) < 1) throw new RangeError(`${owner}: option '${name}' must be a positive integer, got ${String(v)}`);
   return v as number;
+}
+
+/** V = left right for a layer whose gradient has low rank (see lowRankFactors). */
+interface LowRank {
+  left: Tensor;
+  right: Tensor;
+}
+
+/**
+ * The low-rank route to V = G^-1 X A^-1. A Linear layer's mean-loss gradient is X = (1/B) D^T [a, 1]
+ * over its n = B T rows (output gradients D [n, dout], inputs a [n, din]), so
+ *   V = ((1/B) G^-1 D^T) ([a, 1] A^-1)        n (dout^2 + dA^2 + dout dA) multiply-adds
+ * instead of dout dA (dout + dA) for the dense products. On the MNIST MLP (B = 128, 784-512-256-10)
+ * that is 0.3 of the dense work: the preconditioning products were three times a whole SGD step.
+ * Read from the capture before the weighted gradient consumes it; other layers (conv: rows are B x
+ * pixels) take the dense route.
+ */
+function lowRankFactors(layers: readonly LayerCurvature[], factors: Map<string, Factors>): Map<string, LowRank> {
+  const out = new Map<string, LowRank>();
+  for (const l of layers) {
+    if (!(l instanceof LinearCurvature)) continue;
+    const f = factors.get(l.name);
+    if (f === undefined || f.Ainv === null || f.Ginv === null) continue;
+    const n = l.batch * l.positions;
+    const dG = f.Ginv.size(0);
+    const dA = f.Ainv.size(0);
+    if (n * (dG * dG + dA * dA + dG * dA) >= dG * dA * (dG + dA)) continue;
+    const d = l.d.reshape(n, dG);
+    const a = l.a.reshape(n, -1);
+    const abar = dA === a.size(1) ? a : cat([a, ones([n, 1], { dtype: a.dtype, device: a.device })], 1);
+    out.set(l.name, { left: f.Ginv.mm(d.t()).div(l.batch), right: abar.mm(f.Ainv) });
+  }
+  return out;
 }

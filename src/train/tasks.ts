@@ -3,6 +3,8 @@
 //   fashion-cnn           small CNN on Fashion-MNIST (train 60k / test 10k)
 //   cifar10-resnet        CIFAR-10 with ResNet-20 ('small', default) or ResNet-18 (the paper's);
 //                         the shared copy has no test split: 5,000 training images form 'val'
+//   cifar10-mlp           MLP 3072-2048-2048-10 on CIFAR-10, no augmentation: the iEF paper's
+//                         CPU-sized setup (Wu et al. 2024, App. H.7; batch 64); same 'val' split
 //   multi30k-transformer  English->German Transformer on Multi30K, BLEU on test_2016_flickr
 import {
   DataLoader, loadCifar10, loadFashionMnist, loadMnist, loadMulti30k, BOS, EOS, PAD, detokenize,
@@ -15,7 +17,7 @@ import { cuda, manualSeed, noGrad, scope, type Device, type Tensor } from '../te
 import { corpusBleu } from './bleu.js';
 import type { Task } from './task.js';
 
-export const TASKS = ['mnist-mlp', 'fashion-cnn', 'cifar10-resnet', 'multi30k-transformer'] as const;
+export const TASKS = ['mnist-mlp', 'fashion-cnn', 'cifar10-resnet', 'cifar10-mlp', 'multi30k-transformer'] as const;
 export type TaskName = (typeof TASKS)[number];
 
 export interface TaskOptions {
@@ -225,6 +227,14 @@ export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | T
     case 'cifar10-resnet': {
       const d = loadCifar10({ dataDir: o.dataDir });
       const model = o.arch === 'resnet18' ? resnet18Cifar({ classes: 10 }) : resnetSmall({ depth: 20, classes: 10 });
+      const evals: Record<string, ImageDataset> = {};
+      if (d.val) evals.val = d.val;
+      if (d.test) evals.test = d.test;
+      return new ImageTask(name, model, d.train, evals, o);
+    }
+    case 'cifar10-mlp': {
+      const d = loadCifar10({ dataDir: o.dataDir, augment: false });
+      const model = mlp({ inputSize: 3 * 32 * 32, hidden: [2048, 2048], classes: 10 });
       const evals: Record<string, ImageDataset> = {};
       if (d.val) evals.val = d.val;
       if (d.test) evals.test = d.test;
