@@ -111,45 +111,127 @@ export class TransformerSeq2Seq extends Module {
     return this.decode(tgtIn, memory, srcPad);
   }
 
+  /** `fn` in eval mode without gradients; every module's training flag is restored afterwards. */
+  private inference<T>(fn: () => T): T {
+    const flags = this.modules().map((m) => [m, m.training] as const);
+    this.eval();
+    try {
+      return noGrad(() => scope(fn));
+    } finally {
+      for (const [m, t] of flags) m.training = t;
+    }
+  }
+
+  /** The most tokens a decoder may generate: `maxLen` capped by the positional table (BOS takes one row). */
+  private decodeLimit(maxLen: number | undefined): number {
+    return Math.min(maxLen ?? this.maxLen - 1, this.maxLen - 1);
+  }
+
   /**
    * Greedy decoding in eval mode without gradients (training flags are restored afterwards). Returns,
    * per source row, the generated token ids after BOS, up to but excluding EOS, at most `maxLen`
    * tokens (default: what the positional table allows).
    */
   greedyDecode(src: Tensor, o: { bos: number; eos: number; maxLen?: number }): number[][] {
-    const flags = this.modules().map((m) => [m, m.training] as const);
-    this.eval();
-    try {
-      return noGrad(() => scope(() => {
-        const b = src.size(0);
-        const limit = Math.min(o.maxLen ?? this.maxLen - 1, this.maxLen - 1);
-        const { memory, srcPad } = this.encode(src);
-        const ys: number[][] = Array.from({ length: b }, () => [o.bos]);
-        const done = new Array<boolean>(b).fill(false);
-        for (let step = 0; step < limit && !done.every(Boolean); step++) {
-          const next = scope(() => {
-            const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [b, step + 1], device: src.device });
-            return this.decode(tgt, memory, srcPad).select(1, step).argmax(-1).toArray();
-          });
-          for (let i = 0; i < b; i++) {
-            if (done[i]) {
-              ys[i]!.push(this.padIdx);
-            } else {
-              ys[i]!.push(next[i]!);
-              if (next[i] === o.eos) done[i] = true;
-            }
+    return this.inference(() => {
+      const b = src.size(0);
+      const limit = this.decodeLimit(o.maxLen);
+      const { memory, srcPad } = this.encode(src);
+      const ys: number[][] = Array.from({ length: b }, () => [o.bos]);
+      const done = new Array<boolean>(b).fill(false);
+      for (let step = 0; step < limit && !done.every(Boolean); step++) {
+        const next = scope(() => {
+          const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [b, step + 1], device: src.device });
+          return this.decode(tgt, memory, srcPad).select(1, step).argmax(-1).toArray();
+        });
+        for (let i = 0; i < b; i++) {
+          if (done[i]) {
+            ys[i]!.push(this.padIdx);
+          } else {
+            ys[i]!.push(next[i]!);
+            if (next[i] === o.eos) done[i] = true;
           }
         }
-        return ys.map((y) => {
-          const out = y.slice(1);
-          const e = out.indexOf(o.eos);
-          return e < 0 ? out : out.slice(0, e);
-        });
-      }));
-    } finally {
-      for (const [m, t] of flags) m.training = t;
-    }
+      }
+      return ys.map((y) => untilEos(y, o.eos));
+    });
   }
+
+  /**
+   * Beam search, batched over the source rows (the encoder runs once; each sentence's `beam`
+   * hypotheses are rows of one decoder batch). Returns what `greedyDecode` returns.
+   *
+   * Each step keeps, per sentence, the `beam` best hypotheses by log-probability log P(y|x) among
+   * every one-token extension of the live ones; a hypothesis that emitted EOS is finished and keeps
+   * its slot and score (it competes with the live ones, so a beam of 1 is greedy decoding exactly).
+   * The search ends when all are finished or after `maxLen` tokens (unfinished ones end there, as in
+   * greedy decoding). The answer is the best of the final hypotheses by GNMT's length-normalized
+   * score log P(y|x) / ((5 + |y|) / 6)^alpha (Wu et al. 2016), |y| counting the EOS, alpha =
+   * `lengthPenalty` (default 0: the plain log-probability). Scores are summed in float64, so the
+   * ranking of float32 logits is kept.
+   */
+  beamDecode(src: Tensor, o: { bos: number; eos: number; beam?: number; maxLen?: number; lengthPenalty?: number }): number[][] {
+    const k = o.beam ?? 4;
+    const alpha = o.lengthPenalty ?? 0;
+    if (!Number.isInteger(k) || k < 1) throw new RangeError(`beamDecode: beam must be a positive integer, got ${k}`);
+    if (!(alpha >= 0)) throw new RangeError(`beamDecode: lengthPenalty must be at least 0, got ${alpha}`);
+    return this.inference(() => {
+      const b = src.size(0);
+      const rows = b * k;
+      const limit = this.decodeLimit(o.maxLen);
+      const device = src.device;
+      const encoded = this.encode(src);
+      // Row r is hypothesis r % k of sentence floor(r / k).
+      const sentenceOf = tensor(Int32Array.from({ length: rows }, (_, r) => Math.floor(r / k)), { dtype: 'int64', device });
+      const memory = encoded.memory.indexSelect(0, sentenceOf);
+      const srcPad = encoded.srcPad.indexSelect(0, sentenceOf);
+      const vocab = this.generator.weight.size(0);
+      // A finished hypothesis's one extension: PAD at log-probability 0 (its score unchanged).
+      const padOnly = tensor(Float64Array.from({ length: vocab }, (_, v) => (v === this.padIdx ? 0 : -Infinity)), { shape: [1, vocab], device });
+      let ys: number[][] = Array.from({ length: rows }, () => [o.bos]);
+      // Only hypothesis 0 of each sentence starts live: k copies of BOS would fill the beam with duplicates.
+      let scores = Float64Array.from({ length: rows }, (_, r) => (r % k === 0 ? 0 : -Infinity));
+      let lengths = new Int32Array(rows);
+      let finished = new Array<boolean>(rows).fill(false);
+      const over = (r: number): boolean => finished[r]! || scores[r] === -Infinity;
+      for (let step = 0; step < limit && !scores.every((_, r) => over(r)); step++) {
+        const [best, at] = scope(() => {
+          const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [rows, step + 1], device });
+          const logp = this.decode(tgt, memory, srcPad).select(1, step).to('float64').logSoftmax(-1);
+          const live = tensor(finished.map((f) => !f), { dtype: 'bool', shape: [rows, 1], device });
+          const total = logp.where(live, padOnly).add(tensor(scores, { shape: [rows, 1], device }));
+          const [v, i] = total.view([b, k * vocab]).topk(k, -1);
+          return [v.toArray(), i.toArray()];
+        });
+        const next = { ys: [] as number[][], scores: new Float64Array(rows), lengths: new Int32Array(rows), finished: [] as boolean[] };
+        for (let r = 0; r < rows; r++) {
+          const parent = Math.floor(r / k) * k + Math.floor(at[r]! / vocab);
+          const token = at[r]! % vocab;
+          const wasFinished = finished[parent]!;
+          next.ys.push([...ys[parent]!, wasFinished ? this.padIdx : token]);
+          next.scores[r] = best[r]!;
+          next.lengths[r] = lengths[parent]! + (wasFinished ? 0 : 1);
+          next.finished.push(wasFinished || token === o.eos);
+        }
+        ({ ys, scores, lengths, finished } = next);
+      }
+      const penalty = (len: number): number => ((5 + len) / 6) ** alpha;
+      return Array.from({ length: b }, (_, i) => {
+        let pick = i * k;
+        for (let r = i * k + 1; r < (i + 1) * k; r++) {
+          if (scores[r]! / penalty(lengths[r]!) > scores[pick]! / penalty(lengths[pick]!)) pick = r;
+        }
+        return untilEos(ys[pick]!, o.eos);
+      });
+    });
+  }
+}
+
+/** The tokens after BOS, up to but excluding the first EOS. */
+function untilEos(y: number[], eos: number): number[] {
+  const out = y.slice(1);
+  const e = out.indexOf(eos);
+  return e < 0 ? out : out.slice(0, e);
 }
 
 export function transformerSeq2Seq(o: Seq2SeqOptions): TransformerSeq2Seq {
