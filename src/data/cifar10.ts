@@ -96,6 +96,15 @@ function classNames(dir: string): string[] {
   return names.length === 10 ? names : CIFAR10_CLASSES.slice();
 }
 
+/** One binary-version file (data_batch_N.bin, test_batch.bin, or any file of such records; plain or .gz) as an unaugmented dataset. */
+export function loadCifar10File(path: string, o: { device?: Device } = {}): ImageDataset {
+  const { bytes, n } = readRecords(path);
+  return scope(() => {
+    const { images, labels } = toTensors(bytes, n, o.device ?? 'cpu');
+    return new ImageDataset({ name: path, images: keep(images), labels: keep(labels), mean: CIFAR10_MEAN, std: CIFAR10_STD, numClasses: 10, classNames: CIFAR10_CLASSES });
+  });
+}
+
 export function loadCifar10(o: Cifar10Options = {}): Cifar10Splits {
   const dir = cifar10Dir(o.dataDir);
   const device = o.device ?? 'cpu';

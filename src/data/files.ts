@@ -53,12 +53,12 @@ export function readData(path: string, hint: string): Buffer {
   try {
     raw = readFileSync(path);
   } catch (e) {
-    throw new DataError(`cannot read ${path}: ${(e as Error).message}. ${hint}`, path);
+    throw new DataError(`cannot read ${path}: ${(e as Error).message}.${hint ? ` ${hint}` : ''}`, path);
   }
   if (!path.endsWith('.gz')) return raw;
   try {
     return gunzipSync(raw);
   } catch (e) {
-    throw new DataError(`${path}: gzip data is corrupt or truncated (${(e as Error).message}). ${hint}`, path);
+    throw new DataError(`${path}: gzip data is corrupt or truncated (${(e as Error).message}).${hint ? ` ${hint}` : ''}`, path);
   }
 }

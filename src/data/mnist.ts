@@ -69,14 +69,24 @@ function locate(what: string, dataDir: string | undefined, sub: string, defaults
   return dir;
 }
 
-function loadSplit(dir: string, images: string, labels: string, expectN: number | null, what: string, hint: string): { x: Uint8Array; y: Uint8Array; n: number; h: number; w: number } {
+interface Split {
+  x: Uint8Array;
+  y: Uint8Array;
+  n: number;
+  h: number;
+  w: number;
+}
+
+function loadSplit(dir: string, images: string, labels: string, expectN: number | null, what: string, hint: string): Split {
   const file = (name: string): string => {
     const p = findFile(dir, name);
     if (p === null) throw new DataError(`${what}: ${join(dir, name)}[.gz] is missing. ${hint}.`, join(dir, name));
     return p;
   };
-  const imgPath = file(images);
-  const lblPath = file(labels);
+  return readSplit(file(images), file(labels), expectN, what, hint);
+}
+
+function readSplit(imgPath: string, lblPath: string, expectN: number | null, what: string, hint: string): Split {
   const img = readIdx(imgPath, 3, hint);
   const lbl = readIdx(lblPath, 1, hint);
   const [n, h, w] = img.dims as [number, number, number];
@@ -89,25 +99,44 @@ function loadSplit(dir: string, images: string, labels: string, expectN: number 
   return { x: img.data, y: lbl.data, n, h, w };
 }
 
-function build(dir: string, name: string, mean: number, std: number, classNames: string[] | undefined, device: Device, hint: string): MnistSplits {
-  const tr = loadSplit(dir, IDX_FILES.trainImages, IDX_FILES.trainLabels, null, name, hint);
-  const te = loadSplit(dir, IDX_FILES.testImages, IDX_FILES.testLabels, null, name, hint);
-  const make = (s: typeof tr, split: string): ImageDataset => scope(() => {
+/** How each dataset is normalized and what its classes are called. */
+const KINDS = {
+  mnist: { mean: MNIST_MEAN, std: MNIST_STD, classNames: undefined, hint: MNIST_HINT },
+  'fashion-mnist': { mean: FASHION_MNIST_MEAN, std: FASHION_MNIST_STD, classNames: FASHION_MNIST_CLASSES, hint: FASHION_HINT },
+} as const;
+
+function dataset(s: Split, name: string, kind: keyof typeof KINDS, device: Device): ImageDataset {
+  const k = KINDS[kind];
+  return scope(() => {
     const images = keep(tensor(s.x, { shape: [s.n, 1, s.h, s.w], dtype: 'uint8', device }));
     const labels = keep(tensor(s.y, { dtype: 'int64', device }));
-    return new ImageDataset({ name: `${name}/${split}`, images, labels, mean: [mean], std: [std], numClasses: 10, classNames });
+    return new ImageDataset({ name, images, labels, mean: [k.mean], std: [k.std], numClasses: 10, classNames: k.classNames?.slice() });
   });
-  return { train: make(tr, 'train'), test: make(te, 'test') };
+}
+
+function build(dir: string, kind: keyof typeof KINDS, device: Device): MnistSplits {
+  const hint = KINDS[kind].hint;
+  const tr = loadSplit(dir, IDX_FILES.trainImages, IDX_FILES.trainLabels, null, kind, hint);
+  const te = loadSplit(dir, IDX_FILES.testImages, IDX_FILES.testLabels, null, kind, hint);
+  return { train: dataset(tr, `${kind}/train`, kind, device), test: dataset(te, `${kind}/test`, kind, device) };
+}
+
+/**
+ * An IDX image file and its labels file (e.g. t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte,
+ * each plain or .gz) as an MNIST or Fashion-MNIST dataset (that dataset's normalization).
+ */
+export function loadIdxFiles(images: string, labels: string, kind: 'mnist' | 'fashion-mnist', o: { device?: Device } = {}): ImageDataset {
+  return dataset(readSplit(images, labels, null, kind, KINDS[kind].hint), images, kind, o.device ?? 'cpu');
 }
 
 /** MNIST (LeCun et al.): 60,000 train / 10,000 test digits [1, 28, 28], normalized with 0.1307 / 0.3081. */
 export function loadMnist(o: MnistOptions = {}): MnistSplits {
   const dir = locate('MNIST', o.dataDir, 'mnist', [mnistPackageDir()], MNIST_HINT);
-  return build(dir, 'mnist', MNIST_MEAN, MNIST_STD, undefined, o.device ?? 'cpu', MNIST_HINT);
+  return build(dir, 'mnist', o.device ?? 'cpu');
 }
 
 /** Fashion-MNIST (Xiao et al. 2017): 60,000 / 10,000 images [1, 28, 28], normalized with 0.2860 / 0.3530. */
 export function loadFashionMnist(o: MnistOptions = {}): MnistSplits {
   const dir = locate('Fashion-MNIST', o.dataDir, 'fashion-mnist', [FASHION_MNIST_SYSTEM_DIR], FASHION_HINT);
-  return build(dir, 'fashion-mnist', FASHION_MNIST_MEAN, FASHION_MNIST_STD, FASHION_MNIST_CLASSES, o.device ?? 'cpu', FASHION_HINT);
+  return build(dir, 'fashion-mnist', o.device ?? 'cpu');
 }

@@ -204,12 +204,20 @@ export function multi30kDir(dataDir?: string): string {
 export function readLines(dir: string, name: string): string[] {
   const p = findFile(dir, name);
   if (p === null) throw new DataError(`Multi30K: ${join(dir, name)}[.gz] is missing. ${HINT}.`, join(dir, name));
-  const buf = readData(p, HINT);
+  return readSentences(p, `Multi30K: `, ` ${HINT}.`);
+}
+
+/**
+ * The lines of a UTF-8 text file (gunzipped when its name ends in .gz): one sentence per line, a
+ * final newline ending the last line, \r\n accepted. Errors start with `prefix` and end with `hint`.
+ */
+export function readSentences(path: string, prefix = '', hint = ''): string[] {
+  const buf = readData(path, hint.trim());
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
   } catch {
-    throw new DataError(`Multi30K: ${p} is not valid UTF-8 text (corrupt?). ${HINT}.`, p);
+    throw new DataError(`${prefix}${path} is not valid UTF-8 text (a binary file, or corrupt?).${hint}`, path);
   }
   const lines = text.split(/\r?\n/);
   if (lines[lines.length - 1] === '') lines.pop();
@@ -228,6 +236,17 @@ function readPairs(dir: string, split: string, src: string, tgt: string): { s: s
       `a file is truncated or the pair does not match. ${HINT}.`, join(dir, `${split}.${tgt}`));
   }
   return { s, t };
+}
+
+/**
+ * The vocabularies `loadMulti30k` builds with the same options (from the whole training split), without
+ * making any dataset.
+ */
+export function multi30kVocabs(o: Multi30kOptions = {}): { srcVocab: Vocab; tgtVocab: Vocab } {
+  const train = readPairs(multi30kDir(o.dataDir), 'train', o.src ?? 'en', o.tgt ?? 'de');
+  const tok = { lowercase: o.lowercase ?? true };
+  const vo = { minFreq: o.minFreq ?? 2 };
+  return { srcVocab: Vocab.build(train.s.map((x) => tokenize(x, tok)), vo), tgtVocab: Vocab.build(train.t.map((x) => tokenize(x, tok)), vo) };
 }
 
 export function loadMulti30k(o: Multi30kOptions = {}): Multi30k {
