@@ -35,6 +35,8 @@ interface CheckpointMeta<S> {
   state: S;
   optimizer: OptimizerMeta;
   config: Record<string, unknown>;
+  /** The task's preprocessing (Task.preprocessing); absent in checkpoints of older fngd versions. */
+  preprocessing?: Record<string, unknown>;
 }
 
 const FLOATS = new Set(['float64', 'float32', 'float16', 'bfloat16']);
@@ -56,7 +58,9 @@ function nonFinite(tensors: Map<string, Tensor>): string | null {
  * written to a temporary name and renamed. A model or optimizer tensor with NaN or Inf is an error
  * and nothing is written: the previous checkpoint stays the last good one.
  */
-export function saveCheckpoint<S = TrainerState>(path: string, model: Module, optimizer: Optimizer, state: S, config: Record<string, unknown> = {}): void {
+export function saveCheckpoint<S = TrainerState>(
+  path: string, model: Module, optimizer: Optimizer, state: S, config: Record<string, unknown> = {}, preprocessing?: Record<string, unknown>,
+): void {
   scope(() => {
     const tensors = new Map<string, Tensor>();
     for (const [k, v] of model.stateDict()) tensors.set(`model.${k}`, v);
@@ -64,7 +68,7 @@ export function saveCheckpoint<S = TrainerState>(path: string, model: Module, op
     for (const [k, v] of opt.tensors) tensors.set(`optim.${k}`, v);
     const bad = nonFinite(tensors);
     if (bad !== null) throw new Error(`refusing to write the checkpoint ${path}: ${bad}; the training has diverged (the previous checkpoint, if any, is kept)`);
-    const meta: CheckpointMeta<S> = { format: CHECKPOINT_FORMAT, state, optimizer: opt.meta, config };
+    const meta: CheckpointMeta<S> = { format: CHECKPOINT_FORMAT, state, optimizer: opt.meta, config, preprocessing };
     saveSafetensors(path, tensors, { fngd: JSON.stringify(meta) }, { checksum: true });
   });
 }
@@ -85,6 +89,29 @@ export function readCheckpointConfig(path: string): Record<string, unknown> {
   return parseMeta(path, readSafetensorsMetadata(path)).config ?? {};
 }
 
+/** What a checkpoint says besides its tensors (reads the header only). */
+export function readCheckpointInfo<S = TrainerState>(path: string): { state: S; config: Record<string, unknown>; preprocessing?: Record<string, unknown> } {
+  const meta = parseMeta<S>(path, readSafetensorsMetadata(path));
+  return { state: meta.state, config: meta.config ?? {}, preprocessing: meta.preprocessing };
+}
+
+/** The checkpoint's tensors, verified, split into the model's and the optimizer's (in the current scope). */
+function readTensors<S>(path: string): { model: Map<string, Tensor>; optim: Map<string, Tensor>; meta: CheckpointMeta<S> } {
+  const { tensors, metadata } = loadSafetensors(path);
+  const meta = parseMeta<S>(path, metadata);
+  // Checkpoints from before the checksum load unverified (runs in flight must stay resumable).
+  if (metadata[CHECKSUM_KEY] === undefined) warn('checkpoint', `${path} has no checksum (written by an older fngd): loaded without verification`);
+  const bad = nonFinite(tensors);
+  if (bad !== null) throw new Error(`${path}: corrupt checkpoint: ${bad}`);
+  const model = new Map<string, Tensor>();
+  const optim = new Map<string, Tensor>();
+  for (const [k, v] of tensors) {
+    if (k.startsWith('model.')) model.set(k.slice(6), v);
+    else if (k.startsWith('optim.')) optim.set(k.slice(6), v);
+  }
+  return { model, optim, meta };
+}
+
 /**
  * Restores the model and the optimizer in place from a `saveCheckpoint` file and returns the `state`
  * saved with them. Build the model and the optimizer as they were built for the saved run (same
@@ -92,20 +119,14 @@ export function readCheckpointConfig(path: string): Record<string, unknown> {
  */
 export function loadCheckpoint<S = TrainerState>(path: string, model: Module, optimizer: Optimizer): S {
   return scope(() => {
-    const { tensors, metadata } = loadSafetensors(path);
-    const meta = parseMeta<S>(path, metadata);
-    // Checkpoints from before the checksum load unverified (runs in flight must stay resumable).
-    if (metadata[CHECKSUM_KEY] === undefined) warn('checkpoint', `${path} has no checksum (written by an older fngd): loaded without verification`);
-    const bad = nonFinite(tensors);
-    if (bad !== null) throw new Error(`${path}: corrupt checkpoint: ${bad}`);
-    const modelState = new Map<string, Tensor>();
-    const optimState = new Map<string, Tensor>();
-    for (const [k, v] of tensors) {
-      if (k.startsWith('model.')) modelState.set(k.slice(6), v);
-      else if (k.startsWith('optim.')) optimState.set(k.slice(6), v);
-    }
-    model.loadStateDict(modelState);
-    optimizer.loadStateDict({ tensors: optimState, meta: meta.optimizer });
-    return meta.state;
+    const t = readTensors<S>(path);
+    model.loadStateDict(t.model);
+    optimizer.loadStateDict({ tensors: t.optim, meta: t.meta.optimizer });
+    return t.meta.state;
   });
+}
+
+/** Restores only the model from a `saveCheckpoint` file (to evaluate or use it; the optimizer's state is not read into anything). */
+export function loadCheckpointModel(path: string, model: Module): void {
+  scope(() => model.loadStateDict(readTensors(path).model));
 }

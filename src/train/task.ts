@@ -18,6 +18,12 @@ export interface Task<B extends BaseBatch = BaseBatch> {
    */
   readonly metric: string;
   /**
+   * What turns raw data into the model's inputs and its outputs into results, where the data made
+   * it (the Transformer's vocabularies): JSON saved in every checkpoint, so the model can be used
+   * without its training data (`fngd eval`, `fngd translate`).
+   */
+  readonly preprocessing?: Record<string, unknown>;
+  /**
    * The forward pass in training mode: per-sample losses [B], attached to the graph. Their mean is
    * the loss a first-order optimizer descends.
    */

@@ -7,14 +7,14 @@
 //                         CPU-sized setup (Wu et al. 2024, App. H.7; batch 64); same 'val' split
 //   multi30k-transformer  English->German Transformer on Multi30K, BLEU on test_2016_flickr
 import {
-  DataLoader, loadCifar10, loadFashionMnist, loadMnist, loadMulti30k, BOS, EOS, PAD, detokenize,
+  DataLoader, loadCifar10, loadFashionMnist, loadMnist, loadMulti30k, PAD,
   type ImageBatch, type ImageDataset, type TranslationBatch, type TranslationDataset,
 } from '../data/index.js';
 import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, smallCnn, transformerSeq2Seq, type Module, type TransformerSeq2Seq } from '../nn/index.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { cuda, manualSeed, noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
-import { corpusBleu } from './bleu.js';
+import { cuda, manualSeed, type Device, type Tensor } from '../tensor/index.js';
+import { evaluateImages, evaluateTranslation, onDevice, type DecodeOptions } from './evaluate.js';
 import type { Task } from './task.js';
 
 export const TASKS = ['mnist-mlp', 'fashion-cnn', 'cifar10-resnet', 'cifar10-mlp', 'multi30k-transformer'] as const;
@@ -36,6 +36,8 @@ export interface TaskOptions {
   /** multi30k-transformer: label smoothing of the training loss. */
   labelSmoothing?: number;
   evalBatchSize?: number;
+  /** multi30k-transformer: how evaluation decodes (default greedy). */
+  decode?: DecodeOptions;
   /**
    * Where the model and every batch live: 'cpu' (default), 'cuda', 'cuda:N', or 'auto' (CUDA when
    * this libtorch has a device). Data is loaded and augmented on the CPU and moved per batch.
@@ -59,12 +61,37 @@ export function resolveDevice(d: string | undefined): Device {
   return `cuda:${index}` as Device;
 }
 
-/** `t` on `device` (the same tensor when it is there already). */
-function onDevice(t: Tensor, device: Device): Tensor {
-  return t.device === device ? t : t.to({ device });
+type Forward = (x: Tensor) => Tensor;
+
+/** multi30k-transformer's preprocessing, as its checkpoints keep it: the tokenizer's lower-casing and both vocabularies (id -> token). */
+export interface TranslationPreprocessing {
+  [key: string]: unknown;
+  lowercase: boolean;
+  srcVocab: string[];
+  tgtVocab: string[];
 }
 
-type Forward = (x: Tensor) => Tensor;
+/** The architectures of the image tasks; cifar10-resnet's `arch` picks ResNet-20 ('small', default) or ResNet-18. */
+export function imageModel(name: Exclude<TaskName, 'multi30k-transformer'>, arch: 'small' | 'resnet18' = 'small'): Module & { forward: Forward } {
+  switch (name) {
+    case 'mnist-mlp':
+      return mlp({ inputSize: 784, hidden: [512, 256], classes: 10 });
+    case 'fashion-cnn':
+      return smallCnn({ classes: 10 });
+    case 'cifar10-resnet':
+      return arch === 'resnet18' ? resnet18Cifar({ classes: 10 }) : resnetSmall({ depth: 20, classes: 10 });
+    default:
+      throw new TypeError(`unknown image task '${String(name)}'`);
+  }
+}
+
+/**
+ * multi30k-transformer's model for vocabularies of these sizes. Sized for a CPU: d=256, 4 heads,
+ * 3+3 layers, FFN 512 (about 9M parameters with Multi30K's vocabularies).
+ */
+export function translationModel(srcVocab: number, tgtVocab: number): TransformerSeq2Seq {
+  return transformerSeq2Seq({ srcVocab, tgtVocab, padIdx: PAD, dModel: 256, heads: 4, layers: 3, ffn: 512 });
+}
 
 /** Image classification: accuracy and mean cross-entropy over a loader. */
 class ImageTask implements Task<ImageBatch> {
@@ -95,25 +122,7 @@ class ImageTask implements Task<ImageBatch> {
   }
 
   evaluate(loader: DataLoader<ImageBatch>): Record<string, number> {
-    this.model.eval();
-    let correct = 0;
-    let lossSum = 0;
-    let n = 0;
-    noGrad(() => {
-      const ep = loader.epoch(0);
-      for (let k = 0; k < ep.length; k++) {
-        scope(() => {
-          const b = ep.batch(k);
-          const y = onDevice(b.y, this.device);
-          const logits = this.model.forward(onDevice(b.x, this.device));
-          lossSum += crossEntropyPerSample(logits, y).sum().item();
-          correct += logits.argmax(1).eq(y).sum().item();
-          n += b.ids.length;
-        });
-      }
-    });
-    this.model.train();
-    return { loss: lossSum / n, accuracy: correct / n, metric: correct / n };
+    return evaluateImages(this.model, loader, this.device);
   }
 
   dispose(): void {
@@ -122,12 +131,13 @@ class ImageTask implements Task<ImageBatch> {
   }
 }
 
-/** Translation: token-level cross-entropy for training, greedy decoding and corpus BLEU for evaluation. */
+/** Translation: token-level cross-entropy for training; decoding (greedy by default) and corpus BLEU for evaluation. */
 class TranslationTask implements Task<TranslationBatch> {
   readonly metric = 'bleu' as const;
   readonly device: Device;
   readonly trainLoader: DataLoader<TranslationBatch>;
   readonly evalLoaders: Record<string, DataLoader<TranslationBatch>>;
+  readonly preprocessing: TranslationPreprocessing;
   readonly #datasets: TranslationDataset[];
 
   constructor(
@@ -138,6 +148,7 @@ class TranslationTask implements Task<TranslationBatch> {
     readonly o: TaskOptions,
   ) {
     this.#datasets = [train, ...Object.values(evals)];
+    this.preprocessing = { lowercase: train.lowercase, srcVocab: train.srcVocab.toJSON(), tgtVocab: train.tgtVocab.toJSON() };
     this.device = placeModel(model, o);
     this.trainLoader = new DataLoader(train, { batchSize: o.batchSize, train: true, seed: o.seed, bucket: true, limit: o.trainLimit, reshuffle: o.reshuffle });
     this.evalLoaders = {};
@@ -157,35 +168,7 @@ class TranslationTask implements Task<TranslationBatch> {
   }
 
   evaluate(loader: DataLoader<TranslationBatch>): Record<string, number> {
-    this.model.eval();
-    const data = loader.dataset as TranslationDataset;
-    const hyps: string[] = [];
-    const refs: string[] = [];
-    let lossSum = 0;
-    let tokens = 0;
-    noGrad(() => {
-      const ep = loader.epoch(0);
-      for (let k = 0; k < ep.length; k++) {
-        scope(() => {
-          const b = ep.batch(k);
-          const src = onDevice(b.src, this.device);
-          const logits = this.model.forward(src, onDevice(b.tgtIn, this.device));
-          lossSum += crossEntropyPerSample(logits, onDevice(b.tgtOut, this.device), { ignoreIndex: PAD }).sum().item();
-          tokens += b.numTgtTokens;
-          const maxLen = Math.max(...b.srcLengths) + 10;
-          const out = this.model.greedyDecode(src, { bos: BOS, eos: EOS, maxLen });
-          for (const [j, ids] of out.entries()) {
-            hyps.push(detokenize(data.tgtVocab.decode(ids)));
-            const ref = data.tgtText[b.ids[j]!]!;
-            // Our vocabulary is lower-cased, so BLEU is case-insensitive (references lower-cased too).
-            refs.push(data.lowercase ? ref.toLowerCase() : ref);
-          }
-        });
-      }
-    });
-    this.model.train();
-    const bleu = corpusBleu(hyps, refs).score;
-    return { loss: lossSum / tokens, bleu, metric: bleu };
+    return evaluateTranslation(this.model, loader, this.device, this.o.decode);
   }
 
   dispose(): void {
@@ -217,16 +200,15 @@ export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | T
   switch (name) {
     case 'mnist-mlp': {
       const d = loadMnist({ dataDir: idxDir(o.dataDir, 'mnist') });
-      const model = mlp({ inputSize: 784, hidden: [512, 256], classes: 10 });
-      return new ImageTask(name, model, d.train, { test: d.test }, o);
+      return new ImageTask(name, imageModel(name), d.train, { test: d.test }, o);
     }
     case 'fashion-cnn': {
       const d = loadFashionMnist({ dataDir: idxDir(o.dataDir, 'fashion-mnist') });
-      return new ImageTask(name, smallCnn({ classes: 10 }), d.train, { test: d.test }, o);
+      return new ImageTask(name, imageModel(name), d.train, { test: d.test }, o);
     }
     case 'cifar10-resnet': {
       const d = loadCifar10({ dataDir: o.dataDir });
-      const model = o.arch === 'resnet18' ? resnet18Cifar({ classes: 10 }) : resnetSmall({ depth: 20, classes: 10 });
+      const model = imageModel(name, o.arch);
       const evals: Record<string, ImageDataset> = {};
       if (d.val) evals.val = d.val;
       if (d.test) evals.test = d.test;
@@ -242,8 +224,7 @@ export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | T
     }
     case 'multi30k-transformer': {
       const d = loadMulti30k({ dataDir: o.dataDir });
-      // Sized for a CPU: d=256, 4 heads, 3+3 layers, FFN 512 (about 9M parameters with the vocabularies).
-      const model = transformerSeq2Seq({ srcVocab: d.srcVocab.size, tgtVocab: d.tgtVocab.size, padIdx: PAD, dModel: 256, heads: 4, layers: 3, ffn: 512 });
+      const model = translationModel(d.srcVocab.size, d.tgtVocab.size);
       return new TranslationTask(name, model, d.train, { val: d.val, test: d.test }, o);
     }
     default:

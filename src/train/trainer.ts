@@ -181,7 +181,7 @@ export class Trainer<B extends BaseBatch> {
           const stop = this.#interrupted || (o.stopAfterSteps !== undefined && stepsThisCall >= o.stopAfterSteps);
           if (stop || (o.checkpointEvery > 0 && state.globalStep % o.checkpointEvery === 0 && state.step < epoch.length)) {
             flushTime();
-            if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config);
+            if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config, task.preprocessing);
           }
           if (stop) {
             bar.done();
@@ -223,7 +223,7 @@ export class Trainer<B extends BaseBatch> {
         state.step = 0;
         state.epochLossSum = 0;
         state.epochSamples = 0;
-        if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config);
+        if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config, task.preprocessing);
       }
       return { epochs: state.epochs, steps: state.steps, status: 'done' };
     } finally {

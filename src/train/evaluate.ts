@@ -1,0 +1,88 @@
+// Evaluation shared by training (each task's `evaluate`), `fngd eval` and `fngd translate`, so the
+// three compute the same numbers: accuracy and cross-entropy for images; token cross-entropy,
+// decoding and corpus BLEU for translation.
+import { BOS, EOS, PAD, detokenize, type DataLoader, type ImageBatch, type TranslationBatch, type TranslationDataset } from '../data/index.js';
+import { crossEntropyPerSample, type Module, type TransformerSeq2Seq } from '../nn/index.js';
+import { noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
+import { corpusBleu } from './bleu.js';
+
+/** `t` on `device` (the same tensor when it is there already). */
+export function onDevice(t: Tensor, device: Device): Tensor {
+  return t.device === device ? t : t.to({ device });
+}
+
+/** How translations are decoded. The defaults are what training evaluates with: greedy decoding. */
+export interface DecodeOptions {
+  /** Hypotheses kept per sentence; 1 (default) is greedy decoding, more is beam search. */
+  beam?: number;
+  /** GNMT's alpha: beam search ranks its final hypotheses by log P / ((5 + length) / 6)^alpha (default 0). */
+  lengthPenalty?: number;
+  /** Most tokens generated per sentence (default: the batch's longest source + 10). */
+  maxLen?: number;
+}
+
+/** Token ids (without BOS and EOS) of each row of `src` [B, S], whose sources have `srcLengths` ids. */
+export function translateBatch(model: TransformerSeq2Seq, src: Tensor, srcLengths: ArrayLike<number>, o: DecodeOptions = {}): number[][] {
+  const maxLen = o.maxLen ?? Math.max(...Array.from(srcLengths)) + 10;
+  const beam = o.beam ?? 1;
+  // beamDecode with a beam of 1 is greedy decoding exactly; greedyDecode gets there cheaper.
+  if (beam === 1) return model.greedyDecode(src, { bos: BOS, eos: EOS, maxLen });
+  return model.beamDecode(src, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty: o.lengthPenalty });
+}
+
+/** Accuracy and mean cross-entropy of a classifier over a loader, in eval mode without autograd. */
+export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, loader: DataLoader<ImageBatch>, device: Device): Record<string, number> {
+  model.eval();
+  let correct = 0;
+  let lossSum = 0;
+  let n = 0;
+  noGrad(() => {
+    const ep = loader.epoch(0);
+    for (let k = 0; k < ep.length; k++) {
+      scope(() => {
+        const b = ep.batch(k);
+        const y = onDevice(b.y, device);
+        const logits = model.forward(onDevice(b.x, device));
+        lossSum += crossEntropyPerSample(logits, y).sum().item();
+        correct += logits.argmax(1).eq(y).sum().item();
+        n += b.ids.length;
+      });
+    }
+  });
+  model.train();
+  return { loss: lossSum / n, accuracy: correct / n, metric: correct / n };
+}
+
+/**
+ * Token-averaged cross-entropy (teacher forced) and corpus BLEU of the decoded translations over a
+ * loader of a TranslationDataset, in eval mode without autograd. The vocabulary is lower-cased
+ * when the dataset is, so the references are lower-cased too (BLEU is then case-insensitive).
+ */
+export function evaluateTranslation(model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}): Record<string, number> {
+  model.eval();
+  const data = loader.dataset as TranslationDataset;
+  const hyps: string[] = [];
+  const refs: string[] = [];
+  let lossSum = 0;
+  let tokens = 0;
+  noGrad(() => {
+    const ep = loader.epoch(0);
+    for (let k = 0; k < ep.length; k++) {
+      scope(() => {
+        const b = ep.batch(k);
+        const src = onDevice(b.src, device);
+        const logits = model.forward(src, onDevice(b.tgtIn, device));
+        lossSum += crossEntropyPerSample(logits, onDevice(b.tgtOut, device), { ignoreIndex: PAD }).sum().item();
+        tokens += b.numTgtTokens;
+        for (const [j, ids] of translateBatch(model, src, b.srcLengths, decode).entries()) {
+          hyps.push(detokenize(data.tgtVocab.decode(ids)));
+          const ref = data.tgtText[b.ids[j]!]!;
+          refs.push(data.lowercase ? ref.toLowerCase() : ref);
+        }
+      });
+    }
+  });
+  model.train();
+  const bleu = corpusBleu(hyps, refs).score;
+  return { loss: lossSum / tokens, bleu, metric: bleu };
+}
