@@ -1,16 +1,20 @@
 #!/usr/bin/env node
-// The fngd command line: `fngd train ...`, `fngd demo`, `fngd --help`.
+// The fngd command line: `fngd train ...`, `fngd eval ...`, `fngd translate ...`, `fngd demo`, `fngd --help`.
 import { readFileSync } from 'node:fs';
 import { setWarningHandler } from '../warnings.js';
 import { UsageError } from './args.js';
 import { benchCommand } from './bench.js';
 import { demoCommand } from './demo.js';
+import { evalCommand } from './eval.js';
 import { trainCommand } from './train.js';
+import { translateCommand } from './translate.js';
 
 const HELP = `fngd: natural-gradient training on libtorch
 
 usage:
   fngd train --task TASK [flags]   train a model (fngd train --help lists every flag)
+  fngd eval --run DIR [data]       a run's checkpoint evaluated on any data of its task (fngd eval --help)
+  fngd translate --run DIR         English to German with a multi30k-transformer run (stdin or --input FILE)
   fngd demo                        the headline demo
   fngd bench --suite quick|full    the reproduction suite and its report (fngd bench --help)
   fngd help COMMAND                that command's help (also: fngd COMMAND --help)
@@ -47,6 +51,12 @@ async function main(argv: string[]): Promise<void> {
     case 'train':
       await trainCommand(rest);
       return;
+    case 'eval':
+      await evalCommand(rest);
+      return;
+    case 'translate':
+      await translateCommand(rest);
+      return;
     case 'demo':
       await demoCommand(rest);
       return;
@@ -54,7 +64,7 @@ async function main(argv: string[]): Promise<void> {
       await benchCommand(rest);
       return;
     default:
-      throw new UsageError(`unknown command '${cmd}' (use train, demo or bench; see --help)`);
+      throw new UsageError(`unknown command '${cmd}' (use train, eval, translate, demo or bench; see --help)`);
   }
 }
 
