@@ -50,7 +50,7 @@ const EVAL_USAGE = `usage: fngd eval --run DIR [--data FILE | --src FILE --ref F
 Evaluates the model in a run's checkpoint, with the code training evaluates with, and prints and
 writes its metrics (accuracy or BLEU, and the cross-entropy loss). Data, by the run's task:
   mnist-mlp, fashion-cnn   --data IDX image file (+ --labels), e.g. t10k-images-idx3-ubyte.gz
-  cifar10-resnet           --data CIFAR-10 binary batch, e.g. test_batch.bin or data_batch_5.bin.gz
+  cifar10-resnet, -mlp     --data CIFAR-10 binary batch, e.g. test_batch.bin or data_batch_5.bin.gz
   multi30k-transformer     --src FILE.en --ref FILE.de, e.g. Multi30K's test_2017_flickr.en.gz and
                            test_2017_flickr.de.gz; corpus BLEU (sacreBLEU's default) on lower-cased text
 Without data: the run's own evaluation sets, as its log has them (needs the run's data).`;
@@ -103,7 +103,7 @@ export async function evalCommand(argv: string[]): Promise<EvalReport | null> {
   const translation = run.task === 'multi30k-transformer';
   const given = (names: string[]): string[] => names.filter((n) => f[n] !== undefined);
   const wrong = translation ? given(['data', 'labels'])
-    : given(['src', 'ref', 'beam', 'lengthPenalty', 'maxLen', ...(run.task === 'cifar10-resnet' ? ['labels'] : [])]);
+    : given(['src', 'ref', 'beam', 'lengthPenalty', 'maxLen', ...(run.task.startsWith('cifar10-') ? ['labels'] : [])]);
   if (wrong.length > 0) {
     const kebab = wrong.map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
     throw new UsageError(`${kebab} ${wrong.length > 1 ? 'are' : 'is'} not for the run's task ${run.task} (${run.checkpoint}); `
@@ -251,7 +251,7 @@ function fileKind(path: string): 'idx' | 'cifar10' | 'other' {
 /** The image file(s) as a dataset of the task's kind; a file of another image task's kind is a usage error saying so. */
 function imageData(task: Exclude<TaskName, 'multi30k-transformer'>, data: string, labels: string | null): ImageDataset {
   const mismatch = (kind: string, takes: string): UsageError => new UsageError(`--data ${data} is ${kind}, but the run's task ${task} takes ${takes}`);
-  if (task === 'cifar10-resnet') {
+  if (task === 'cifar10-resnet' || task === 'cifar10-mlp') {
     try {
       return loadCifar10File(data);
     } catch (e) {

@@ -80,6 +80,8 @@ export function imageModel(name: Exclude<TaskName, 'multi30k-transformer'>, arch
       return smallCnn({ classes: 10 });
     case 'cifar10-resnet':
       return arch === 'resnet18' ? resnet18Cifar({ classes: 10 }) : resnetSmall({ depth: 20, classes: 10 });
+    case 'cifar10-mlp':
+      return mlp({ inputSize: 3 * 32 * 32, hidden: [2048, 2048], classes: 10 });
     default:
       throw new TypeError(`unknown image task '${String(name)}'`);
   }
@@ -216,7 +218,7 @@ export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | T
     }
     case 'cifar10-mlp': {
       const d = loadCifar10({ dataDir: o.dataDir, augment: false });
-      const model = mlp({ inputSize: 3 * 32 * 32, hidden: [2048, 2048], classes: 10 });
+      const model = imageModel(name);
       const evals: Record<string, ImageDataset> = {};
       if (d.val) evals.val = d.val;
       if (d.test) evals.test = d.test;
