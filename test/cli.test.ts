@@ -27,7 +27,7 @@ test('--help lists every training flag with its default', () => {
 
 test('invalid flags and values are named in the error', () => {
   const cases: [string[], RegExp][] = [
-    [['train', '--task', 'imagenet'], /--task must be one of mnist-mlp, fashion-cnn, cifar10-resnet, multi30k-transformer; got 'imagenet'/],
+    [['train', '--task', 'imagenet'], /--task must be one of mnist-mlp, fashion-cnn, cifar10-resnet, cifar10-mlp, multi30k-transformer; got 'imagenet'/],
     [['train', '--task', 'mnist-mlp', '--epochs', 'two'], /--epochs must be a number, got 'two'/],
     [['train', '--task', 'mnist-mlp', '--epochs', '1.5'], /--epochs must be an integer, got '1\.5'/],
     [['train', '--task', 'mnist-mlp', '--lr', '-1'], /--lr must be at least 0, got -1/],
