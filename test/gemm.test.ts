@@ -1,5 +1,6 @@
 // The engine's routed products against float64 `mm`: every route, autotuned or fixed, gives the
-// same product up to float32 rounding, and the autotuner caches one route per shape.
+// same product up to float32 rounding, and the autotuner caches one route per shape (row counts
+// rounded up to a power of two).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gemmNT, gemmRoute, gemmRoutes, gemmTN, setGemmAutotune } from '../src/curvature/gemm.js';
@@ -41,6 +42,11 @@ test('the autotuner measures a shape once and keeps its route; off, the fixed th
   assert.equal(gemmRoutes().size, 1);
   for (let i = 0; i < 3; i++) assert.equal(gemmRoute('NT', x, y), first, 'the cached route');
   assert.equal(gemmRoutes().size, 1, 'no new measurement for a known shape');
+  // Sequence batches change the row counts every batch: counts within one octave share a measurement.
+  assert.equal(gemmRoute('NT', randn([120, 784]), randn([97, 784])), first, 'rows 120 and 97 round up to 128');
+  assert.equal(gemmRoutes().size, 1, 'no new measurement within the octave');
+  gemmRoute('NT', randn([200, 784]), y);
+  assert.equal(gemmRoutes().size, 2, 'rows 200: the next octave, measured once');
   setGemmAutotune(false);
   assert.equal(gemmRoutes().size, 0);
   assert.equal(gemmRoute('NT', x, y), 'conv', 'P = 784 >= 192');

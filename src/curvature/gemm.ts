@@ -5,6 +5,12 @@
 // there were wrong on an AMD EPYC (issue 13). So routes are chosen by measurement, the way
 // cudnn.benchmark does: on the first product of a given (kind, shape, dtype, device) both routes are
 // timed (interleaved, median of a few runs) and the faster is cached for the process.
+// Sequence models change the row counts every batch (B x T with T the batch's longest sentence), so
+// the cache key rounds the row counts (NT: both operands' rows; TN: the summed rows) up to a power
+// of two: a new measurement per octave, not per length. Before that, a Multi30K epoch re-measured
+// its output projection's [B T, 7857] Gram product (8 runs of up to 16 s) for nearly every new T.
+// Products that take long (over SLOW_MS a run) are decided from one run per route: their timing
+// noise is small beside the difference, and every extra run costs a whole product.
 // `setGemmAutotune(false)` (or FNGD_GEMM_AUTOTUNE=0) turns measurement off for exact reproducibility:
 // the fixed thresholds above decide, so the route (and its rounding) depends on the shape alone.
 // Both routes give `mm`'s result up to float32 rounding; other devices and dtypes always use `mm`.
@@ -19,6 +25,8 @@ const NT_CONV_MIN_P = 192;
 const TN_CONV_MIN_OUT = 1 << 16;
 /** Timed runs per route (after one warm-up each). */
 const TRIALS = 3;
+/** A warm-up run slower than this (ms) on both routes decides alone. */
+const SLOW_MS = 50;
 
 let autotune = process.env.FNGD_GEMM_AUTOTUNE !== '0';
 const routes = new Map<string, GemmRoute>();
@@ -29,7 +37,7 @@ export function setGemmAutotune(on: boolean): void {
   routes.clear();
 }
 
-/** The routes chosen so far, by `kind:shape:dtype:device` (for diagnostics and benchmarks). */
+/** The routes chosen so far, by `kind:shape:dtype:device`, row counts rounded (for diagnostics and benchmarks). */
 export function gemmRoutes(): Map<string, GemmRoute> {
   return new Map(routes);
 }
@@ -63,7 +71,7 @@ function fixedRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
 export function gemmRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
   if (!viaConv(x)) return 'mm';
   if (!autotune) return fixedRoute(kind, x, y);
-  const key = `${kind}:${x.shape.join('x')}:${y.shape.join('x')}:${x.dtype}:${x.device}`;
+  const key = routeKey(kind, x, y);
   const known = routes.get(key);
   if (known !== undefined) return known;
   const time = (r: GemmRoute): number => scope(() => {
@@ -71,14 +79,26 @@ export function gemmRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
     RUN[kind][r](x, y).sum().item(); // .item() waits for the result
     return performance.now() - t0;
   });
-  time('mm');
-  time('conv');
+  const warm = { mm: time('mm'), conv: time('conv') };
+  if (Math.min(warm.mm, warm.conv) > SLOW_MS) {
+    const route: GemmRoute = warm.conv < warm.mm ? 'conv' : 'mm';
+    routes.set(key, route);
+    return route;
+  }
   const t: Record<GemmRoute, number[]> = { mm: [], conv: [] };
   for (let i = 0; i < TRIALS; i++) for (const r of (i % 2 === 0 ? ['mm', 'conv'] : ['conv', 'mm']) as GemmRoute[]) t[r].push(time(r));
   const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
   const best: GemmRoute = median(t.conv) < median(t.mm) ? 'conv' : 'mm';
   routes.set(key, best);
   return best;
+}
+
+const octave = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(n, 1)));
+
+/** The cache key: row counts (NT: m and n; TN: the summed N) rounded up to a power of two. */
+function routeKey(kind: Kind, x: Tensor, y: Tensor): string {
+  const dims = kind === 'NT' ? [octave(x.size(0)), octave(y.size(0)), x.size(1)] : [octave(x.size(0)), x.size(1), y.size(1)];
+  return `${kind}:${dims.join('x')}:${x.dtype}:${x.device}`;
 }
 
 /** X Y^T for X [m, P], Y [n, P]: every pair of rows' dot product (Grams). */
