@@ -192,11 +192,14 @@ for (const [label, make] of [['Linear, one position per sample, with and without
         const grams = cap.grams({ method: m.method });
         for (const n of c.layers) close(grams.get(n)!, gramOf(U.get(n)!), `${n} Gram (${m.label})`);
       }
-      // Tight memory bounds: pairwise in row blocks, materialized in chunk pairs with recomputation.
+      // Tight memory bounds: pairwise in row blocks, materialized in chunk pairs with recomputation
+      // (Linear: in blocks of weight rows).
       for (const l of cap.layers) {
         for (const method of ['pairwise', 'materialize'] as const) {
           const plan = tightPlan(l, method);
-          assert.ok(plan.block < cap.batchSize, `${l.name} ${method}: blocks of ${plan.block} under ${plan.bytes} bytes`);
+          const whole = plan.split === 'rows' ? l.params[0].size(0) : cap.batchSize;
+          assert.equal(plan.split === 'rows', method === 'materialize' && l.kind === 'linear', `${l.name} ${method}: split ${plan.split}`);
+          assert.ok(plan.block < whole, `${l.name} ${method}: blocks of ${plan.block} under ${plan.bytes} bytes`);
           close(layerGram(l, plan), gramOf(U.get(l.name)!), `${l.name} Gram (${method}, blocks of ${plan.block})`);
         }
       }

@@ -7,8 +7,9 @@
 // (a conv patch, an embedding one-hot) and a trailing 1 for the bias. Two exact Gram forms:
 //   pairwise:     K_ij = sum_{t,s} (a_it . a_js)(delta_it . delta_js)      O(B^2 T^2 (d_in + d_out))
 //                 (T = 1 is the Hadamard form K = (A A^T + 1) .* (D D^T))
-//   materialize:  K = G G^T over per-sample gradients G, made a chunk of samples at a time
-//                                                                          O(B T d_in d_out + B^2 d_in d_out)
+//   materialize:  K = G G^T over per-sample gradients G, made a chunk of samples at a time, or (Linear)
+//                 a block of weight rows at a time for every sample: K = sum over row blocks of
+//                 G_r G_r^T, so no chunk is ever made twice        O(B T d_in d_out + B^2 d_in d_out)
 // Which one a layer uses is decided in gram.ts from `costs()`. The kinds: linear.ts, conv.ts,
 // embedding.ts.
 import type { TapKind, TappableLayer } from '../nn/taps.js';
@@ -57,8 +58,10 @@ export interface MethodCost {
   flops: number;
   /** Peak bytes of the method's work buffers. */
   bytes: number;
-  /** Pairwise: samples per row block; materialize: samples per chunk. */
+  /** Pairwise: samples per row block; materialize: samples per chunk, or weight rows per block (`split` 'rows'). */
   block: number;
+  /** Materialize: per-sample gradients made a chunk of samples at a time, or a block of weight rows for every sample. */
+  split?: 'samples' | 'rows';
 }
 
 const ELT: Record<string, number> = { float64: 8, float32: 4, float16: 2, bfloat16: 2 };
@@ -130,6 +133,13 @@ export abstract class LayerCurvature {
 
   /** Per-sample gradients of samples start .. start+count-1. */
   abstract perSample(start: number, count: number): PerSampleGrads;
+  /**
+   * Per-sample gradients of weight rows start .. start+count-1 for every sample, as matrices [B, *]
+   * (weight rows, then their bias entries if any): the kinds whose materialize cost says `split: 'rows'`.
+   */
+  perSampleRows(_start: number, _count: number): Tensor[] {
+    throw new Error(`curvature: layer '${this.name}' (${this.kind}) makes per-sample gradients by samples, not by weight rows`);
+  }
   /** Rows start .. start+count-1 of K by the pairwise form, float64 [count, B]. */
   abstract pairwiseRows(start: number, count: number): Tensor;
   /** sum_i alpha_i g_i (alpha [B], any float dtype); `o` says where the scaled temporaries go. */
@@ -173,12 +183,24 @@ export abstract class LayerCurvature {
     const b = this.batch;
     const rowBytes = this.paramCount * this.eltBytes;
     const gram = b * b * this.paramCount;
-    if (b * rowBytes <= maxBytes) return { flops: psg + gram, bytes: b * rowBytes, block: Math.min(b, this.preferredChunk) };
+    if (b * rowBytes <= maxBytes) return { flops: psg + gram, bytes: b * rowBytes, block: Math.min(b, this.preferredChunk), split: 'samples' };
     const c = Math.min(Math.floor(maxBytes / (2 * rowBytes)), this.preferredChunk);
     if (c < 1) return null;
     const n = Math.ceil(b / c);
     // Chunk pairs (I, J >= I): chunk J's gradients are recomputed for every I.
-    return { flops: (psg * (n + 1)) / 2 + gram, bytes: 2 * c * rowBytes, block: c };
+    return { flops: (psg * (n + 1)) / 2 + gram, bytes: 2 * c * rowBytes, block: c, split: 'samples' };
+  }
+
+  /**
+   * Materialize cost by blocks of weight rows (`perSampleRows`): `rows` rows of `columns` entries
+   * each; every block is made once, so nothing is recomputed whatever the bound.
+   */
+  protected rowBlockCost(psg: number, rows: number, columns: number, maxBytes: number): MethodCost | null {
+    const b = this.batch;
+    const rowBytes = b * columns * this.eltBytes;
+    const r = Math.min(rows, Math.floor(maxBytes / rowBytes));
+    if (r < 1) return null;
+    return { flops: psg + b * b * this.paramCount, bytes: r * rowBytes, block: r, split: 'rows' };
   }
 
   /** Pairwise cost over T positions with inner sizes din (+1 bias) and dout; `upfront` bytes held throughout. */

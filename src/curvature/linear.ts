@@ -35,6 +35,12 @@ export class LinearCurvature extends LayerCurvature {
     return { weight: d.transpose(1, 2).bmm(a), bias: this.lin.bias === null ? null : d.sum(1) };
   }
 
+  override perSampleRows(start: number, count: number): Tensor[] {
+    const d = this.d.narrow(2, start, count);
+    const w = d.transpose(1, 2).bmm(this.a).reshape(this.batch, -1);
+    return this.lin.bias === null ? [w] : [w, d.sum(1)];
+  }
+
   pairwiseRows(start: number, count: number): Tensor {
     return pairwiseDense(this.a, this.d, start, count, this.lin.bias !== null);
   }
@@ -61,6 +67,7 @@ export class LinearCurvature extends LayerCurvature {
   costs(maxBytes: number): { pairwise: MethodCost | null; materialize: MethodCost | null } {
     const { inFeatures: din, outFeatures: dout } = this.lin;
     const psg = this.batch * this.positions * (din + 1) * dout;
-    return { pairwise: this.pairwiseCost(din + 1, dout, maxBytes), materialize: this.materializeCost(psg, maxBytes) };
+    const columns = din + (this.lin.bias === null ? 0 : 1);
+    return { pairwise: this.pairwiseCost(din + 1, dout, maxBytes), materialize: this.rowBlockCost(psg, dout, columns, maxBytes) };
   }
 }
