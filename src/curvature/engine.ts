@@ -13,6 +13,9 @@
 // mode couples the samples, so even the covered layers' per-sample gradients are those of the
 // batch-statistics network (d l_i / d z_i with the batch's mean and variance held as they are), the
 // approximation every hook-based method makes. `coverage()` lists both sets.
+// Tied weights: a parameter used by two tapped layers (an embedding shared with the output projection)
+// has per-sample gradients summed over both uses, which neither layer's own statistics give; such
+// layers are left uncovered (`tiedLayers`), so their parameters get the mean-loss gradient.
 //
 // Usage, inside one scope (the trainer's step scope):
 //   const engine = new CurvatureEngine(model);            // once; starts recording
@@ -67,6 +70,8 @@ class GradTapRecorder extends TapRecorder {
 
 export class CurvatureEngine {
   readonly layers: readonly CoveredLayer[];
+  /** Tappable layers left uncovered because they share a parameter with another one (tied weights). */
+  readonly tiedLayers: readonly string[];
   /** Parameters with exact per-sample statistics (weights and biases of `layers`). */
   readonly coveredParams: readonly { name: string; param: Tensor }[];
   /** Parameters that get the first-order mean-loss gradient. */
@@ -81,14 +86,19 @@ export class CurvatureEngine {
     this.method = o.method ?? 'auto';
     if (!(this.maxBytes > 0)) throw new RangeError(`CurvatureEngine: maxBytes must be > 0, got ${this.maxBytes}`);
     if (!['auto', 'pairwise', 'materialize'].includes(this.method)) throw new RangeError(`CurvatureEngine: unknown method '${this.method}'`);
-    const layers: CoveredLayer[] = [];
+    const candidates: CoveredLayer[] = [];
     for (const [name, m] of model.namedModules()) {
       const kind = tapKind(m);
       if (kind === null) continue;
       const layer = m as TappableLayer;
       if (kind === 'conv2d' && (layer as Conv2d).groups !== 1) continue;
-      if (o.filter === undefined || o.filter(name, layer)) layers.push({ name, kind, layer });
+      if (o.filter === undefined || o.filter(name, layer)) candidates.push({ name, kind, layer });
     }
+    const owners = new Map<Tensor, number>();
+    for (const { layer } of candidates) for (const p of layerParams(layer)) owners.set(p, (owners.get(p) ?? 0) + 1);
+    const tied = (l: CoveredLayer): boolean => layerParams(l.layer).some((p) => owners.get(p)! > 1);
+    const layers = candidates.filter((l) => !tied(l));
+    this.tiedLayers = candidates.filter(tied).map((l) => l.name);
     this.layers = layers;
     const covered = new Set<Tensor>();
     for (const { layer } of layers) for (const p of layerParams(layer)) covered.add(p);
