@@ -63,9 +63,13 @@ export class ConvCurvature extends LayerCurvature {
     return { weight: w!, bias: b };
   }
 
-  /** im2col patches of every use, [B, T, Cin kh kw], made once (pairwise Grams only). */
+  override prepare(method: 'pairwise' | 'materialize'): void {
+    if (method === 'pairwise') void [this.patches, this.positionDeltas];
+  }
+
+  /** im2col patches of every use, [B, T, Cin kh kw], made once (pairwise Grams only; again if their scope freed them). */
   get patches(): Tensor {
-    if (this.#patches === null) {
+    if (this.#patches === null || this.#patches.isDisposed) {
       const c = this.conv;
       const ps = this.uses.map((u) => F.unfold(u.input, c.kernelSize, this.geometry).transpose(1, 2));
       this.#patches = this.own(ps.length === 1 ? ps[0]!.contiguous() : cat(ps, 1));
@@ -74,7 +78,7 @@ export class ConvCurvature extends LayerCurvature {
   }
   /** Output gradients as positions, [B, T, Cout], made once (pairwise Grams only). */
   get positionDeltas(): Tensor {
-    if (this.#deltas === null) {
+    if (this.#deltas === null || this.#deltas.isDisposed) {
       const ds = this.uses.map((u) => u.delta.reshape(this.batch, u.delta.size(1), -1).transpose(1, 2));
       this.#deltas = this.own(ds.length === 1 ? ds[0]!.contiguous() : cat(ds, 1));
     }

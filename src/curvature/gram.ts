@@ -48,6 +48,7 @@ export function planGram(l: LayerCurvature, maxBytes: number, force: GramMethod 
 
 /** K_l in float64 by the planned method. */
 export function layerGram(l: LayerCurvature, plan: GramPlan): Tensor {
+  noGrad(() => l.prepare(plan.method));
   if (plan.method === 'pairwise') return noGrad(() => pairwiseGram(l, plan.block));
   return noGrad(() => (plan.split === 'rows' ? rowBlockGram(l, plan.block) : materializedGram(l, plan)));
 }
@@ -68,7 +69,9 @@ function rowBlockGram(l: LayerCurvature, rows: number): Tensor {
 
 function pairwiseGram(l: LayerCurvature, rows: number): Tensor {
   const b = l.batch;
-  if (rows >= b) return l.pairwiseRows(0, b);
+  // In a scope: the block's float32 and float64 products would otherwise live until the caller's
+  // scope ends, every layer's at once (a Multi30K capture's Grams: 2 GB above the bound).
+  if (rows >= b) return scope(() => l.pairwiseRows(0, b));
   const K = zeros([b, b], { dtype: 'float64', device: l.uses[0]!.delta.device });
   for (let s = 0; s < b; s += rows) {
     const n = Math.min(rows, b - s);

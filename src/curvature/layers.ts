@@ -140,6 +140,11 @@ export abstract class LayerCurvature {
   perSampleRows(_start: number, _count: number): Tensor[] {
     throw new Error(`curvature: layer '${this.name}' (${this.kind}) makes per-sample gradients by samples, not by weight rows`);
   }
+  /**
+   * Makes the derived tensors `method` reads and keeps for later calls (conv patches), in the
+   * caller's scope: the Gram code then works in inner scopes without freeing them.
+   */
+  prepare(_method: 'pairwise' | 'materialize'): void {}
   /** Rows start .. start+count-1 of K by the pairwise form, float64 [count, B]. */
   abstract pairwiseRows(start: number, count: number): Tensor;
   /** sum_i alpha_i g_i (alpha [B], any float dtype); `o` says where the scaled temporaries go. */
