@@ -7,7 +7,10 @@
 //   uniform  SGD's 1/B: with the identity solver, alpha is exactly SGD's (the engine's own SGD).
 // The logits are the output of the model's output layer: the last covered layer to run in the
 // forward, unless `outputLayer` names another. Its per-sample output gradients are in the capture
-// already, so iEF's right-hand side costs one pass over them.
+// already, so iEF's right-hand side costs one pass over them. For a sequence model the output layer
+// runs at every position, and the sum covers all of sample i's token logits (the seq2seq Transformer:
+// 'generator', which runs last); positions whose loss is ignored (PAD targets, ignore_index) have an
+// output gradient of exactly 0 and add nothing (test/sequence.test.ts checks both against brute force).
 import type { Capture } from '../curvature/index.js';
 import { full, type Tensor } from '../tensor/index.js';
 
