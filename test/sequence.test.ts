@@ -132,6 +132,10 @@ test('tied weights: layers sharing a parameter are left uncovered, the shared we
     close(m.emb.weight.grad!, want!, 'tied weight: mean-loss gradient (both uses)');
   });
   engine.dispose();
+  // Leaving one of the two out by a filter does not make the other one's statistics whole.
+  const filtered = new CurvatureEngine(m, { filter: (name) => name !== 'out' });
+  assert.deepEqual(filtered.tiedLayers, ['emb']);
+  filtered.dispose();
   m.dispose();
 }));
 

@@ -13,9 +13,11 @@
 // mode couples the samples, so even the covered layers' per-sample gradients are those of the
 // batch-statistics network (d l_i / d z_i with the batch's mean and variance held as they are), the
 // approximation every hook-based method makes. `coverage()` lists both sets.
-// Tied weights: a parameter used by two tapped layers (an embedding shared with the output projection)
-// has per-sample gradients summed over both uses, which neither layer's own statistics give; such
-// layers are left uncovered (`tiedLayers`), so their parameters get the mean-loss gradient.
+// Tied weights: a parameter used by two tappable layers (an embedding shared with the output
+// projection) has per-sample gradients summed over both uses, which neither layer's own statistics
+// give; such layers are left uncovered (`tiedLayers`), so their parameters get the mean-loss
+// gradient. A parameter read outside any tappable layer (logits = h emb.weight^T) is not detected:
+// its covered layer's statistics would miss that use.
 //
 // Usage, inside one scope (the trainer's step scope):
 //   const engine = new CurvatureEngine(model);            // once; starts recording
@@ -87,15 +89,16 @@ export class CurvatureEngine {
     if (!(this.maxBytes > 0)) throw new RangeError(`CurvatureEngine: maxBytes must be > 0, got ${this.maxBytes}`);
     if (!['auto', 'pairwise', 'materialize'].includes(this.method)) throw new RangeError(`CurvatureEngine: unknown method '${this.method}'`);
     const candidates: CoveredLayer[] = [];
+    // Users of each parameter among ALL tappable layers (filtered out or not: a use is a use).
+    const owners = new Map<Tensor, number>();
     for (const [name, m] of model.namedModules()) {
       const kind = tapKind(m);
       if (kind === null) continue;
       const layer = m as TappableLayer;
+      for (const p of layerParams(layer)) owners.set(p, (owners.get(p) ?? 0) + 1);
       if (kind === 'conv2d' && (layer as Conv2d).groups !== 1) continue;
       if (o.filter === undefined || o.filter(name, layer)) candidates.push({ name, kind, layer });
     }
-    const owners = new Map<Tensor, number>();
-    for (const { layer } of candidates) for (const p of layerParams(layer)) owners.set(p, (owners.get(p) ?? 0) + 1);
     const tied = (l: CoveredLayer): boolean => layerParams(l.layer).some((p) => owners.get(p)! > 1);
     const layers = candidates.filter((l) => !tied(l));
     this.tiedLayers = candidates.filter(tied).map((l) => l.name);
