@@ -84,6 +84,15 @@ function layerU(o: Oracle, layer: string): Tensor {
   return cat(parts, 1);
 }
 
+/** `fn` on a fresh model and its curvature engine, in a scope; both freed afterwards. */
+function withEngine(fn: (m: TransformerSeq2Seq, engine: CurvatureEngine) => void): void {
+  const m = model();
+  const engine = new CurvatureEngine(m);
+  scope(() => fn(m, engine));
+  engine.dispose();
+  m.dispose();
+}
+
 test('the Transformer\'s coverage: every Linear and both embeddings, untied; only LayerNorm left to first order', () => leakCheck(() => {
   const m = model();
   const engine = new CurvatureEngine(m);
@@ -139,68 +148,50 @@ test('tied weights: layers sharing a parameter are left uncovered, the shared we
   m.dispose();
 }));
 
-test('per-sample Grams of every layer (sequence Linears, embeddings, the output projection) equal brute force, both methods', () => leakCheck(() => {
-  const m = model();
-  const engine = new CurvatureEngine(m);
-  scope(() => {
-    const o = bruteForce(m);
-    engine.clear(); // the oracle's one-sentence forwards were recorded too
-    const cap = engine.capture(batchLoss(m, makeBatch()));
-    assert.equal(cap.layers.length, engine.layers.length, 'every covered layer took part');
-    for (const method of ['auto', 'pairwise', 'materialize'] as const) {
-      for (const [name, K] of cap.grams({ method })) {
-        const u = layerU(o, name);
-        close(K, u.mm(u.t()), `${name} Gram (${method})`);
-      }
+test('per-sample Grams of every layer (sequence Linears, embeddings, the output projection) equal brute force, both methods', () => leakCheck(() => withEngine((m, engine) => {
+  const o = bruteForce(m);
+  engine.clear(); // the oracle's one-sentence forwards were recorded too
+  const cap = engine.capture(batchLoss(m, makeBatch()));
+  assert.equal(cap.layers.length, engine.layers.length, 'every covered layer took part');
+  for (const method of ['auto', 'pairwise', 'materialize'] as const) {
+    for (const [name, K] of cap.grams({ method })) {
+      const u = layerU(o, name);
+      close(K, u.mm(u.t()), `${name} Gram (${method})`);
     }
-    // The output projection's materialized Gram by blocks of weight rows (3 rows per block of 9).
-    const gen = cap.layer('generator');
-    const plan = planGram(gen, 3 * 4 * 9 * 8, 'materialize');
-    assert.equal(plan.split, 'rows');
-    assert.equal(plan.block, 3);
-    const u = layerU(o, 'generator');
-    close(layerGram(gen, plan), u.mm(u.t()), 'generator Gram in row blocks');
-  });
-  engine.dispose();
-  m.dispose();
-}));
+  }
+  // The output projection's materialized Gram by blocks of weight rows (3 rows per block of 9).
+  const gen = cap.layer('generator');
+  const plan = planGram(gen, 3 * 4 * 9 * 8, 'materialize');
+  assert.equal(plan.split, 'rows');
+  assert.equal(plan.block, 3);
+  const u = layerU(o, 'generator');
+  close(layerGram(gen, plan), u.mm(u.t()), 'generator Gram in row blocks');
+})));
 
-test('padding gives nothing: extra PAD positions change no per-sample gradient, Gram or logit-gradient norm', () => leakCheck(() => {
-  const m = model();
-  const engine = new CurvatureEngine(m);
-  scope(() => {
-    const caps: Capture[] = [0, 3].map((extra) => engine.capture(batchLoss(m, makeBatch(extra))));
-    const [tight, wide] = caps as [Capture, Capture];
-    assert.equal(wide.layer('generator').positions, tight.layer('generator').positions + 3);
-    const o = bruteForce(m);
-    for (const l of tight.layers) {
-      for (const [label, cap] of [['tight', tight], ['3 PAD more', wide]] as const) {
-        const g = cap.perSampleGradients(l.name);
-        const got = cat([g.weight.reshape(g.weight.size(0), -1), ...(g.bias === null ? [] : [g.bias])], 1);
-        close(got, layerU(o, l.name), `${l.name} per-sample gradients (${label})`);
-      }
-      close(wide.gram(l.name), tight.gram(l.name), `${l.name} Gram, 3 PAD more`);
+test('padding gives nothing: extra PAD positions change no per-sample gradient, Gram or logit-gradient norm', () => leakCheck(() => withEngine((m, engine) => {
+  const caps: Capture[] = [0, 3].map((extra) => engine.capture(batchLoss(m, makeBatch(extra))));
+  const [tight, wide] = caps as [Capture, Capture];
+  assert.equal(wide.layer('generator').positions, tight.layer('generator').positions + 3);
+  const o = bruteForce(m);
+  for (const l of tight.layers) {
+    for (const [label, cap] of [['tight', tight], ['3 PAD more', wide]] as const) {
+      const g = cap.perSampleGradients(l.name);
+      const got = cat([g.weight.reshape(g.weight.size(0), -1), ...(g.bias === null ? [] : [g.bias])], 1);
+      close(got, layerU(o, l.name), `${l.name} per-sample gradients (${label})`);
     }
-    close(wide.outputGradSqNorms('generator'), tight.outputGradSqNorms('generator'), 'logit-gradient norms, 3 PAD more');
-  });
-  engine.dispose();
-  m.dispose();
-}));
+    close(wide.gram(l.name), tight.gram(l.name), `${l.name} Gram, 3 PAD more`);
+  }
+  close(wide.outputGradSqNorms('generator'), tight.outputGradSqNorms('generator'), 'logit-gradient norms, 3 PAD more');
+})));
 
-test('iEF\'s right-hand side is sum over the sentence\'s tokens of ||d l_i / d logits_t||^2, read at the output projection', () => leakCheck(() => {
-  const m = model();
-  const engine = new CurvatureEngine(m);
-  scope(() => {
-    const o = bruteForce(m);
-    engine.clear();
-    const cap = engine.capture(batchLoss(m, makeBatch(2)));
-    assert.equal(cap.layers.at(-1)!.name, 'generator', 'the last covered layer to run is the output projection');
-    close(rightHandSide('ief', cap, 1, null).squeeze(0), o.s, 'iEF right-hand side');
-    close(rightHandSide('ief', cap, 1, 'generator').squeeze(0), o.s, 'iEF right-hand side, output layer named');
-  });
-  engine.dispose();
-  m.dispose();
-}));
+test('iEF\'s right-hand side is sum over the sentence\'s tokens of ||d l_i / d logits_t||^2, read at the output projection', () => leakCheck(() => withEngine((m, engine) => {
+  const o = bruteForce(m);
+  engine.clear();
+  const cap = engine.capture(batchLoss(m, makeBatch(2)));
+  assert.equal(cap.layers.at(-1)!.name, 'generator', 'the last covered layer to run is the output projection');
+  close(rightHandSide('ief', cap, 1, null).squeeze(0), o.s, 'iEF right-hand side');
+  close(rightHandSide('ief', cap, 1, 'generator').squeeze(0), o.s, 'iEF right-hand side, output layer named');
+})));
 
 /** Dense (U U^T + lambda B I)^-1 U r per block of parameters (P x P float64 solves; r = 1 is NGD). */
 function denseDirection(U: Tensor, blocks: number[][], r: Tensor): Tensor {

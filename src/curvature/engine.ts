@@ -228,29 +228,20 @@ export class CurvatureEngine {
           u.param.grad = gs === null ? null : gs.mul(scale / b);
         });
       });
-      for (const r of records) {
-        r.input.dispose();
-        r.output.dispose();
-      }
+      disposeRecords(records);
     });
     return { inBackward: [...inBackward], afterBackward: [...afterBackward] };
   }
 
   /** Takes this forward's records over (they stay in its scope), skipping those whose scope ended. */
   #takeRecords(b: number, what: string): TapRecord[] {
-    const records = this.#recorder.records.splice(0).filter((r) => {
-      if (!r.output.isDisposed && !r.input.isDisposed) return true;
-      r.input.dispose();
-      r.output.dispose();
-      return false;
-    });
+    const taken = this.#recorder.records.splice(0);
+    const records = taken.filter((r) => !r.output.isDisposed && !r.input.isDisposed);
+    disposeRecords(taken.filter((r) => !records.includes(r)));
     for (const r of records) {
       if (r.output.dim < 1 || r.output.size(0) !== b) {
         const e = new Error(`CurvatureEngine.${what}: layer '${r.name}' ran on a batch of ${r.output.size(0)} in this forward, the loss has ${b} samples (batch must be dimension 0)`);
-        for (const q of records) {
-          q.input.dispose();
-          q.output.dispose();
-        }
+        disposeRecords(records);
         throw e;
       }
     }
@@ -263,10 +254,7 @@ export class CurvatureEngine {
       if (records.length === 0 && uncovered.length === 0) throw new Error(`CurvatureEngine.${what}: nothing recorded (was the forward run with the engine enabled, with grad on?)`);
       return grad(perSampleLoss.sum(), [...records.map((r) => r.output), ...uncovered.map((p) => p.param)], { allowUnused: true, retainGraph });
     } catch (e) {
-      for (const r of records) {
-        r.input.dispose();
-        r.output.dispose();
-      }
+      disposeRecords(records);
       throw e;
     }
   }
@@ -295,6 +283,14 @@ export class CurvatureEngine {
   dispose(): void {
     this.disable();
     this.#scratch.dispose();
+  }
+}
+
+/** Frees the engine's handles onto recorded inputs and outputs (the tensors live on where else used). */
+function disposeRecords(records: readonly TapRecord[]): void {
+  for (const r of records) {
+    r.input.dispose();
+    r.output.dispose();
   }
 }
 

@@ -139,8 +139,8 @@ const taskValues = (lr: [number, number, number, number], wd: [number, number, n
 });
 
 /**
- * Task values: MNIST and CIFAR-10 from the issue-5 searches (iEF and thermodynamic NGD on MNIST: the
- * issue-12 search, bench/search/grid-issue12.txt) (bench/search/grid-issue5.txt, every
+ * Task values: MNIST and CIFAR-10 from the issue-5 searches (bench/search/grid-issue5.txt; iEF and
+ * thermodynamic NGD on MNIST from the issue-12 search, bench/search/grid-issue12.txt; every
  * result in docs/RESULTS.md: MNIST on the whole training set for 3 epochs, CIFAR-10 on a
  * 10,240-image subset for 3 epochs; short horizons favour small learning rates). Fashion-MNIST and
  * the Transformer: unsearched starting points. iEF and fast iEF start from NGD's and FNGD's values

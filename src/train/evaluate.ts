@@ -30,26 +30,28 @@ export function translateBatch(model: TransformerSeq2Seq, src: Tensor, srcLength
   return model.beamDecode(src, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty: o.lengthPenalty });
 }
 
+/** `fn` on every batch of `loader` in order, one scope each, the model in eval mode without autograd. */
+function eachEvalBatch<B extends ImageBatch | TranslationBatch>(model: Module, loader: DataLoader<B>, fn: (b: B) => void): void {
+  model.eval();
+  noGrad(() => {
+    const ep = loader.epoch(0);
+    for (let k = 0; k < ep.length; k++) scope(() => fn(ep.batch(k)));
+  });
+  model.train();
+}
+
 /** Accuracy and mean cross-entropy of a classifier over a loader, in eval mode without autograd. */
 export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, loader: DataLoader<ImageBatch>, device: Device): Record<string, number> {
-  model.eval();
   let correct = 0;
   let lossSum = 0;
   let n = 0;
-  noGrad(() => {
-    const ep = loader.epoch(0);
-    for (let k = 0; k < ep.length; k++) {
-      scope(() => {
-        const b = ep.batch(k);
-        const y = onDevice(b.y, device);
-        const logits = model.forward(onDevice(b.x, device));
-        lossSum += crossEntropyPerSample(logits, y).sum().item();
-        correct += logits.argmax(1).eq(y).sum().item();
-        n += b.ids.length;
-      });
-    }
+  eachEvalBatch(model, loader, (b) => {
+    const y = onDevice(b.y, device);
+    const logits = model.forward(onDevice(b.x, device));
+    lossSum += crossEntropyPerSample(logits, y).sum().item();
+    correct += logits.argmax(1).eq(y).sum().item();
+    n += b.ids.length;
   });
-  model.train();
   return { loss: lossSum / n, accuracy: correct / n, metric: correct / n };
 }
 
@@ -59,30 +61,22 @@ export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, l
  * when the dataset is, so the references are lower-cased too (BLEU is then case-insensitive).
  */
 export function evaluateTranslation(model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}): Record<string, number> {
-  model.eval();
   const data = loader.dataset as TranslationDataset;
   const hyps: string[] = [];
   const refs: string[] = [];
   let lossSum = 0;
   let tokens = 0;
-  noGrad(() => {
-    const ep = loader.epoch(0);
-    for (let k = 0; k < ep.length; k++) {
-      scope(() => {
-        const b = ep.batch(k);
-        const src = onDevice(b.src, device);
-        const logits = model.forward(src, onDevice(b.tgtIn, device));
-        lossSum += crossEntropyPerSample(logits, onDevice(b.tgtOut, device), { ignoreIndex: PAD }).sum().item();
-        tokens += b.numTgtTokens;
-        for (const [j, ids] of translateBatch(model, src, b.srcLengths, decode).entries()) {
-          hyps.push(detokenize(data.tgtVocab.decode(ids)));
-          const ref = data.tgtText[b.ids[j]!]!;
-          refs.push(data.lowercase ? ref.toLowerCase() : ref);
-        }
-      });
+  eachEvalBatch(model, loader, (b) => {
+    const src = onDevice(b.src, device);
+    const logits = model.forward(src, onDevice(b.tgtIn, device));
+    lossSum += crossEntropyPerSample(logits, onDevice(b.tgtOut, device), { ignoreIndex: PAD }).sum().item();
+    tokens += b.numTgtTokens;
+    for (const [j, ids] of translateBatch(model, src, b.srcLengths, decode).entries()) {
+      hyps.push(detokenize(data.tgtVocab.decode(ids)));
+      const ref = data.tgtText[b.ids[j]!]!;
+      refs.push(data.lowercase ? ref.toLowerCase() : ref);
     }
   });
-  model.train();
   const bleu = corpusBleu(hyps, refs).score;
   return { loss: lossSum / tokens, bleu, metric: bleu };
 }
