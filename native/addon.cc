@@ -223,6 +223,8 @@ c10::Device parseDevice(Napi::Env env, const Napi::Value& v) {
 // value that does not fit.
 static void checkExactIntegers(Napi::Env env, const at::Tensor& src, c10::ScalarType dt) {
   if (!at::isIntegralType(dt, /*includeBool=*/false) || src.scalar_type() == dt || src.numel() == 0) return;
+  // A widening integer conversion (int32 -> int64: every batch's labels and token ids) always fits.
+  if (!at::isFloatingType(src.scalar_type()) && c10::promoteTypes(src.scalar_type(), dt) == dt) return;
   double lo, hi;  // the target's range, hi exclusive (2^63 is not an int64)
   switch (dt) {
     case at::kByte: lo = 0; hi = 256; break;
@@ -237,8 +239,7 @@ static void checkExactIntegers(Napi::Env env, const at::Tensor& src, c10::Scalar
     at::Tensor d = flat.to(at::kDouble);
     bad = (d < lo) | (d >= hi) | (d != d.trunc());  // NaN fails the last test
   } else {
-    at::Tensor l = flat.to(at::kLong);  // every integer source fits int64
-    if (dt == at::kLong) return;
+    at::Tensor l = flat.to(at::kLong);  // every integer source fits int64 (and int64 targets returned above)
     bad = (l < static_cast<int64_t>(lo)) | (l >= static_cast<int64_t>(hi));
   }
   if (!bad.any().item<bool>()) return;

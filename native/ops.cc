@@ -529,8 +529,12 @@ std::vector<PreCheck> preChecksFor(const c10::FunctionSchema& schema, const std:
   if (base == "align_tensors") checks.push_back(checkNonEmptyTensorList);
   if (base == "max_pool1d") checks.push_back(checkPool1dWindow);
   if (base == "pixel_shuffle" || base == "pixel_unshuffle") checks.push_back(checkShuffleFactor);
-  for (const char* division : {"remainder", "fmod", "floor_divide", "div", "divide"})
-    if (base == division || base == std::string(division) + "_") checks.push_back(checkIntegerDivision);
+  for (const char* division : {"remainder", "fmod", "floor_divide", "div", "divide"}) {
+    // div/divide divide integers only with a rounding mode; their true-division overloads (AdamW's
+    // div.Scalar, every parameter every step) skip the check entirely.
+    bool trueDivision = base.rfind("div", 0) == 0 && !has("rounding_mode");
+    if ((base == division || base == std::string(division) + "_") && !trueDivision) checks.push_back(checkIntegerDivision);
+  }
   for (const char* svd : {"linalg_svd", "svd", "linalg_svdvals", "pinverse", "linalg_pinv", "nuclear_norm", "linalg_cond",
                           "linalg_matrix_rank", "matrix_rank", "linalg_matrix_norm", "linalg_norm"})
     if (base == svd) checks.push_back(checkFiniteForSvd);
@@ -544,14 +548,14 @@ std::vector<PreCheck> preChecksFor(const c10::FunctionSchema& schema, const std:
 struct TensorState {
   at::Tensor t;
   c10::Storage storage;
-  std::vector<int64_t> sizes, strides;
+  at::DimVector sizes, strides;  // inline storage: no heap allocation per written argument per call
   int64_t offset;
 };
 
 void snapshot(const c10::IValue& v, std::vector<TensorState>& out) {
   auto add = [&](const at::Tensor& t) {
     if (t.defined() && t.layout() == at::kStrided && t.has_storage())
-      out.push_back({t, t.storage(), t.sizes().vec(), t.strides().vec(), t.storage_offset()});
+      out.push_back({t, t.storage(), at::DimVector(t.sizes()), at::DimVector(t.strides()), t.storage_offset()});
   };
   if (v.isTensor()) add(v.toTensor());
   else if (v.isTensorList())
@@ -643,6 +647,7 @@ Napi::Value CallOp(const Napi::CallbackInfo& info) {
     }
     for (auto check : op.checks) check(env, op, stack);
     std::vector<TensorState> saved;
+    saved.reserve(op.written.size());
     for (size_t i : op.written) snapshot(stack[i], saved);
     try {
       op.handle.callBoxed(&stack);
