@@ -34,7 +34,9 @@
 // Fewer rounds (10) than the image cases: an NGD step here takes seconds. KFAC is left out: its
 // 7,857 x 7,857 output-projection factor (a factor update every 10 steps, and an inverse every 100)
 // makes one cost period alone longer than this whole case.
-import { crossEntropyPerSample, mlp, resnetSmall, transformerSeq2Seq, type Layer, type Module } from '../src/nn/index.js';
+import { BOS, EOS, PAD } from '../src/data/index.js';
+import { crossEntropyPerSample, mlp, resnetSmall, type Layer, type Module, type TransformerSeq2Seq } from '../src/nn/index.js';
+import { translationModel } from '../src/train/tasks.js';
 import { AdamW, SGD, type Optimizer } from '../src/optim/index.js';
 import { engineSgd, fastIef, fngd, ief, kfac, ngd, thermodynamicNgd, type Preconditioner } from '../src/precondition/index.js';
 import { getNumThreads, keep, manualSeed, randint, randn, scope, tensor, type Tensor } from '../src/tensor/index.js';
@@ -71,24 +73,24 @@ function imageSetup(model: () => Layer, shape: number[]): () => Setup {
   };
 }
 
-/** Multi30K's vocabularies (min frequency 2, lower-cased) and special ids (PAD 0, BOS 1, EOS 2). */
+/** Multi30K's vocabulary sizes (min frequency 2, lower-cased). */
 const SRC_VOCAB = 5977;
 const TGT_VOCAB = 7857;
 
 /** The median Multi30K batch's shape: sentences of 9-12 words, PAD after, the task's loss (tasks.ts). */
 function transformerSetup(): Setup {
   const lengths = (): number[] => Array.from({ length: B }, (_, i) => 9 + ((i * 7) % 4));
-  const padded = (rows: number[][], n: number): Tensor => keep(tensor(BigInt64Array.from(rows.flatMap((r) => [...r, ...new Array<number>(n - r.length).fill(0)].map(BigInt))), { shape: [rows.length, n] }));
+  const padded = (rows: number[][], n: number): Tensor => keep(tensor(BigInt64Array.from(rows.flatMap((r) => [...r, ...new Array<number>(n - r.length).fill(PAD)].map(BigInt))), { shape: [rows.length, n] }));
   const words = (v: number, ls: number[]): number[][] => scope(() => ls.map((l) => randint(4, v, [l]).toArray().map(Number)));
   const src = words(SRC_VOCAB, lengths());
   const tgt = words(TGT_VOCAB, lengths().reverse());
   const s = padded(src, 12);
-  const tgtIn = padded(tgt.map((w) => [1, ...w]), 13);
-  const tgtOut = padded(tgt.map((w) => [...w, 2]), 13);
+  const tgtIn = padded(tgt.map((w) => [BOS, ...w]), 13);
+  const tgtOut = padded(tgt.map((w) => [...w, EOS]), 13);
   const tokens = tgt.reduce((n, w) => n + w.length + 1, 0);
   return {
-    model: () => transformerSeq2Seq({ srcVocab: SRC_VOCAB, tgtVocab: TGT_VOCAB, padIdx: 0, dModel: 256, heads: 4, layers: 3, ffn: 512 }),
-    loss: (m) => crossEntropyPerSample((m as ReturnType<typeof transformerSeq2Seq>).forward(s, tgtIn), tgtOut, { ignoreIndex: 0, labelSmoothing: 0.1 }).mul(B / tokens),
+    model: () => translationModel(SRC_VOCAB, TGT_VOCAB),
+    loss: (m) => crossEntropyPerSample((m as TransformerSeq2Seq).forward(s, tgtIn), tgtOut, { ignoreIndex: PAD, labelSmoothing: 0.1 }).mul(B / tokens),
     inputs: [s, tgtIn, tgtOut],
   };
 }

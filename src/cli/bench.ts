@@ -20,6 +20,9 @@ import { Trainer } from '../train/trainer.js';
 import { TASKS, createTask, type TaskName } from '../train/tasks.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
 import { OPTIMIZERS, TASK_DEFAULTS, TRAIN_FLAGS, buildOptimizer, buildSchedule, deviceFlag, methodValues, type OptimizerContext } from './train.js';
+import { machineInfo } from '../report/machine.js';
+
+export { machineInfo }; // demo and the tests import it from here
 
 export const BENCH_FLAGS: Record<string, FlagSpec> = {
   suite: { kind: 'string', choices: SUITES, default: 'quick', help: 'quick (<= 20 min on 2 cores), full (hours), smoke (seconds, a pipeline check)' },
@@ -245,9 +248,6 @@ export async function trainRun(cfg: TaskConfig, name: string, seed: number, o: {
     steps_per_epoch: stepsPerEpoch, epochs, loss_curve: lossCurve(steps, epochs, stepsPerEpoch), log_dir: logDir, interrupted,
   };
 }
-
-import { machineInfo } from '../report/machine.js';
-export { machineInfo };
 
 /** Writes DIR/report.json, DIR/report.md and DIR/plots/*.svg. */
 export function writeReport(dir: string, report: Report): void {

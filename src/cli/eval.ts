@@ -9,6 +9,7 @@ import {
 import { readData } from '../data/files.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
 import { evaluateImages, evaluateTranslation, type DecodeOptions } from '../train/evaluate.js';
+import { kebab } from '../precondition/registry.js';
 import { loadCheckpointModel } from '../train/checkpoint.js';
 import { loadSavedModel, readSavedRun, type SavedModel, type SavedRun } from '../train/saved-run.js';
 import { createTask, type TaskName } from '../train/tasks.js';
@@ -105,8 +106,8 @@ export async function evalCommand(argv: string[]): Promise<EvalReport | null> {
   const wrong = translation ? given(['data', 'labels'])
     : given(['src', 'ref', 'beam', 'lengthPenalty', 'maxLen', ...(run.task.startsWith('cifar10-') ? ['labels'] : [])]);
   if (wrong.length > 0) {
-    const kebab = wrong.map((n) => `--${n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ');
-    throw new UsageError(`${kebab} ${wrong.length > 1 ? 'are' : 'is'} not for the run's task ${run.task} (${run.checkpoint}); `
+    const flags = wrong.map((n) => `--${kebab(n)}`).join(', ');
+    throw new UsageError(`${flags} ${wrong.length > 1 ? 'are' : 'is'} not for the run's task ${run.task} (${run.checkpoint}); `
       + (translation ? 'it evaluates on --src FILE --ref FILE' : 'it evaluates on --data FILE (an image file), without decoding flags'));
   }
   if (translation && (f.src === undefined) !== (f.ref === undefined)) throw new UsageError('--src and --ref go together: the sentences and their references');

@@ -4,10 +4,10 @@ import { constantLr, cosineAnnealing, linearWarmup, stepDecay, type Optimizer, t
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
 import {
-  COMMON_OPTIONS, METHODS, METHOD_NAMES, RULE_OPTIONS, buildMethod, camel, methodEntry, resolveValues, type OptionSpec, type Values,
+  COMMON_OPTIONS, METHODS, METHOD_NAMES, RULE_OPTIONS, buildMethod, camel, kebab, methodEntry, resolveValues, type OptionSpec, type Values,
 } from '../precondition/registry.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
-import { readCheckpointConfig } from '../train/checkpoint.js';
+import { readCheckpointInfo } from '../train/checkpoint.js';
 import { RunDir } from '../train/run-dir.js';
 import { Trainer, type EpochRecord } from '../train/trainer.js';
 import { TASKS, createTask, resolveDevice, type TaskName } from '../train/tasks.js';
@@ -166,7 +166,6 @@ export function buildSchedule(f: Record<string, unknown>, stepsPerEpoch: number,
 /** Flags a resumed run may change: where and how it runs, never what it computes. */
 const RESUMABLE = new Set(['resume', 'overwrite', 'out', 'progress', 'threads', 'device', 'dataDir', 'checkpointEvery']);
 
-const kebab = (k: string): string => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const shown = (v: unknown): string => (Array.isArray(v) ? v.join(',') : String(v));
 
 /**
@@ -199,7 +198,7 @@ export async function trainCommand(argv: string[]): Promise<EpochRecord[]> {
   // only once every flag has been checked.
   let runDir: RunDir | null = f.resume ? RunDir.open(f.out as string, { resume: true }) : null;
   try {
-    if (runDir !== null) adoptSavedFlags(f, argv, readCheckpointConfig(runDir.checkpointPath), runDir.checkpointPath);
+    if (runDir !== null) adoptSavedFlags(f, argv, readCheckpointInfo(runDir.checkpointPath).config, runDir.checkpointPath);
     return await trainWith(f, () => {
       runDir ??= f.out === undefined ? null : RunDir.open(f.out as string, { overwrite: f.overwrite as boolean });
       return runDir;

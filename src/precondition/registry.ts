@@ -227,6 +227,8 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
 };
 
 export const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+/** camel's inverse: an option name as its flag name (`lengthPenalty` -> `length-penalty`). */
+export const kebab = (k: string): string => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 export function methodEntry(name: string): MethodEntry {
   const e = METHODS[name];
@@ -254,7 +256,7 @@ export function resolveValues(name: string, task: TaskName, given: Values): Valu
   const known = new Set(Object.keys(specs).map(camel));
   const stray = Object.entries(given).filter(([k, v]) => v !== undefined && !known.has(k)).map(([k]) => k);
   if (stray.length > 0) {
-    const flags = stray.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    const flags = stray.map((k) => `--${kebab(k)}`);
     throw new RangeError(`${flags.join(', ')} ${stray.length > 1 ? 'are not options' : 'is not an option'} of ${name} with ${rule} (its options: ${Object.keys(specs).map((f) => `--${f}`).join(' ')})`);
   }
   for (const [flag, s] of Object.entries(specs)) {

@@ -84,11 +84,6 @@ function parseMeta<S>(path: string, metadata: Record<string, string>): Checkpoin
   return meta;
 }
 
-/** The config a checkpoint's run was started with (reads the header only). */
-export function readCheckpointConfig(path: string): Record<string, unknown> {
-  return parseMeta(path, readSafetensorsMetadata(path)).config ?? {};
-}
-
 /** What a checkpoint says besides its tensors (reads the header only). */
 export function readCheckpointInfo<S = TrainerState>(path: string): { state: S; config: Record<string, unknown>; preprocessing?: Record<string, unknown> } {
   const meta = parseMeta<S>(path, readSafetensorsMetadata(path));

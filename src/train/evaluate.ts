@@ -1,7 +1,7 @@
 // Evaluation shared by training (each task's `evaluate`), `fngd eval` and `fngd translate`, so the
 // three compute the same numbers: accuracy and cross-entropy for images; token cross-entropy,
 // decoding and corpus BLEU for translation.
-import { BOS, EOS, PAD, detokenize, type DataLoader, type ImageBatch, type TranslationBatch, type TranslationDataset } from '../data/index.js';
+import { BOS, EOS, PAD, detokenize, type BaseBatch, type DataLoader, type ImageBatch, type TranslationBatch, type TranslationDataset } from '../data/index.js';
 import { crossEntropyPerSample, type Module, type TransformerSeq2Seq } from '../nn/index.js';
 import { noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
 import { corpusBleu } from './bleu.js';
@@ -30,14 +30,21 @@ export function translateBatch(model: TransformerSeq2Seq, src: Tensor, srcLength
   return model.beamDecode(src, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty: o.lengthPenalty });
 }
 
-/** `fn` on every batch of `loader` in order, one scope each, the model in eval mode without autograd. */
-function eachEvalBatch<B extends ImageBatch | TranslationBatch>(model: Module, loader: DataLoader<B>, fn: (b: B) => void): void {
+/**
+ * `fn` on every batch of `loader` in order (epoch 0 of an evaluation loader reads every sample once),
+ * one scope each, the model in eval mode without autograd; its previous mode is restored after.
+ */
+export function eachEvalBatch<B extends BaseBatch>(model: Module, loader: DataLoader<B>, fn: (b: B) => void): void {
+  const wasTraining = model.training;
   model.eval();
-  noGrad(() => {
-    const ep = loader.epoch(0);
-    for (let k = 0; k < ep.length; k++) scope(() => fn(ep.batch(k)));
-  });
-  model.train();
+  try {
+    noGrad(() => {
+      const ep = loader.epoch(0);
+      for (let k = 0; k < ep.length; k++) scope(() => fn(ep.batch(k)));
+    });
+  } finally {
+    model.train(wasTraining);
+  }
 }
 
 /** Accuracy and mean cross-entropy of a classifier over a loader, in eval mode without autograd. */

@@ -7,7 +7,8 @@
 //   });
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
-import { noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
+import type { Device, Tensor } from '../tensor/index.js';
+import { eachEvalBatch } from './evaluate.js';
 import { meanMetric, type Metric } from './metrics.js';
 import type { Task } from './task.js';
 
@@ -56,23 +57,10 @@ export function supervisedTask<B extends BaseBatch>(init: SupervisedTaskInit<B>)
     evaluate(loader) {
       const all: Record<string, Metric<B>> = { loss: meanMetric<B>((out, b) => init.loss(out, b)), ...metrics };
       for (const m of Object.values(all)) m.reset();
-      const wasTraining = model.training;
-      model.eval();
-      try {
-        noGrad(() => {
-          // Evaluation reads every sample once, in order (epoch 0 of an unshuffled loader).
-          const ep = loader.epoch(0);
-          for (let k = 0; k < ep.length; k++) {
-            scope(() => {
-              const b = ep.batch(k);
-              const out = init.forward(b);
-              for (const m of Object.values(all)) m.update(out, b);
-            });
-          }
-        });
-      } finally {
-        model.train(wasTraining);
-      }
+      eachEvalBatch(model, loader, (b) => {
+        const out = init.forward(b);
+        for (const m of Object.values(all)) m.update(out, b);
+      });
       const res: Record<string, number> = {};
       for (const [k, m] of Object.entries(all)) res[k] = m.compute();
       res.metric = res[headline]!;

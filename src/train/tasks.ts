@@ -208,17 +208,11 @@ export function createTask(name: TaskName, o: TaskOptions): Task<ImageBatch> | T
       const d = loadFashionMnist({ dataDir: idxDir(o.dataDir, 'fashion-mnist') });
       return new ImageTask(name, imageModel(name), d.train, { test: d.test }, o);
     }
-    case 'cifar10-resnet': {
-      const d = loadCifar10({ dataDir: o.dataDir });
-      const model = imageModel(name, o.arch);
-      const evals: Record<string, ImageDataset> = {};
-      if (d.val) evals.val = d.val;
-      if (d.test) evals.test = d.test;
-      return new ImageTask(name, model, d.train, evals, o);
-    }
+    case 'cifar10-resnet':
     case 'cifar10-mlp': {
-      const d = loadCifar10({ dataDir: o.dataDir, augment: false });
-      const model = imageModel(name);
+      // The MLP is the iEF paper's setup: no augmentation.
+      const d = loadCifar10({ dataDir: o.dataDir, augment: name === 'cifar10-resnet' });
+      const model = imageModel(name, o.arch);
       const evals: Record<string, ImageDataset> = {};
       if (d.val) evals.val = d.val;
       if (d.test) evals.test = d.test;
