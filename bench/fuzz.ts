@@ -81,8 +81,8 @@ export function fuzz(o: { calls: number; seed: number; timeoutS?: number }): Pro
 type T = typeof import('../src/tensor/index.js');
 type Tensor = import('../src/tensor/index.js').Tensor;
 
-/** mulberry32: small, seedable, good enough to pick arguments. */
-class Rng {
+/** mulberry32: small, seedable, good enough to pick arguments (and the kill moments of test/runs.test.ts). */
+export class Rng {
   #s: number;
   constructor(seed: number) { this.#s = seed >>> 0; }
   next(): number {

@@ -8,6 +8,7 @@ import { appendFileSync, chmodSync, copyFileSync, existsSync, mkdirSync, mkdtemp
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Rng } from '../bench/fuzz.js';
 import { loadMnist, loadMulti30k } from '../src/data/index.js';
 import { crossEntropyPerSample, loadSafetensors, mlp, readSafetensorsMetadata, saveSafetensors } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
@@ -158,18 +159,6 @@ test('unusable --out paths fail at once with the reason', () => {
   }
 });
 
-/** A small deterministic PRNG (mulberry32) for the kill moments. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('SIGKILL at random moments, then --resume: log.jsonl and steps.jsonl equal the uninterrupted run\'s, line for line', async () => {
   const root = tmp('kill');
   // 2 epochs of 20 steps, a checkpoint every 3 steps and after each epoch.
@@ -182,7 +171,8 @@ test('SIGKILL at random moments, then --resume: log.jsonl and steps.jsonl equal 
     const out = join(root, 'killed');
     const steps = join(out, 'steps.jsonl');
     const ckpt = join(out, 'checkpoint.safetensors');
-    const next = rng(14);
+    const kill = new Rng(14);
+    const next = (): number => kill.next();
     // Kill when the step log reaches a random step, one in each third of the run (so every run makes
     // progress), plus 0-20 ms: mid-epoch, around checkpoints, around the epoch's evaluation and log line.
     const targets = [0, 1, 2].map((i) => 2 + Math.floor(((i + next()) * (total - 4)) / 3));

@@ -238,32 +238,32 @@ function readPairs(dir: string, split: string, src: string, tgt: string): { s: s
   return { s, t };
 }
 
+/** The training split's tokens and the vocabularies built from them (shared by the two loaders below). */
+function trainingVocabs(dir: string, o: Multi30kOptions) {
+  const train = readPairs(dir, 'train', o.src ?? 'en', o.tgt ?? 'de');
+  const lowercase = o.lowercase ?? true;
+  const srcTok = train.s.map((x) => tokenize(x, { lowercase }));
+  const tgtTok = train.t.map((x) => tokenize(x, { lowercase }));
+  const vo = { minFreq: o.minFreq ?? 2 };
+  return { train, lowercase, srcTok, tgtTok, srcVocab: Vocab.build(srcTok, vo), tgtVocab: Vocab.build(tgtTok, vo) };
+}
+
 /**
  * The vocabularies `loadMulti30k` builds with the same options (from the whole training split), without
  * making any dataset.
  */
 export function multi30kVocabs(o: Multi30kOptions = {}): { srcVocab: Vocab; tgtVocab: Vocab } {
-  const train = readPairs(multi30kDir(o.dataDir), 'train', o.src ?? 'en', o.tgt ?? 'de');
-  const tok = { lowercase: o.lowercase ?? true };
-  const vo = { minFreq: o.minFreq ?? 2 };
-  return { srcVocab: Vocab.build(train.s.map((x) => tokenize(x, tok)), vo), tgtVocab: Vocab.build(train.t.map((x) => tokenize(x, tok)), vo) };
+  const { srcVocab, tgtVocab } = trainingVocabs(multi30kDir(o.dataDir), o);
+  return { srcVocab, tgtVocab };
 }
 
 export function loadMulti30k(o: Multi30kOptions = {}): Multi30k {
   const dir = multi30kDir(o.dataDir);
   const srcLang = o.src ?? 'en';
   const tgtLang = o.tgt ?? 'de';
-  const lowercase = o.lowercase ?? true;
-  const tok = { lowercase };
-  const train = readPairs(dir, 'train', srcLang, tgtLang);
+  const { train, lowercase, srcTok, tgtTok, srcVocab, tgtVocab } = trainingVocabs(dir, o);
   const val = readPairs(dir, 'val', srcLang, tgtLang);
   const test = readPairs(dir, o.testName ?? 'test_2016_flickr', srcLang, tgtLang);
-
-  const srcTok = train.s.map((x) => tokenize(x, tok));
-  const tgtTok = train.t.map((x) => tokenize(x, tok));
-  const vo = { minFreq: o.minFreq ?? 2 };
-  const srcVocab = Vocab.build(srcTok, vo);
-  const tgtVocab = Vocab.build(tgtTok, vo);
 
   let trS = train.s;
   let trT = train.t;

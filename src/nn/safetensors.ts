@@ -15,7 +15,7 @@
 // verifies it whenever it is present, after the structural checks: a flipped bit anywhere in the
 // tensors or in the metadata (a checkpoint's trainer state) is an error, not a silently wrong run.
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { callOp, tensor, type DType, type Tensor, type TypedArray } from '../tensor/index.js';
@@ -157,33 +157,42 @@ function corrupt(path: string, why: string): Error {
   return new Error(`loadSafetensors(${path}): ${why}`);
 }
 
-/** Reads a safetensors file; tensors come back on the CPU, in header order, in the current scope. */
-export function loadSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
-  checkHost();
-  const file = readFileSync(path);
-  if (file.byteLength < 8) throw corrupt(path, `truncated: ${file.byteLength} bytes, need at least 8 for the header length`);
-  const n = file.readBigUInt64LE(0);
+/** The header's byte length from the first 8 bytes, checked against the file's size. */
+function headerLength(path: string, first8: Buffer, fileBytes: number): number {
+  if (fileBytes < 8) throw corrupt(path, `truncated: ${fileBytes} bytes, need at least 8 for the header length`);
+  const n = first8.readBigUInt64LE(0);
   if (n > BigInt(MAX_HEADER)) throw corrupt(path, `corrupt: header length ${n} exceeds the 100 MB limit`);
-  if (Number(n) > file.byteLength - 8) throw corrupt(path, `truncated: header length ${n} but only ${file.byteLength - 8} bytes follow`);
+  if (Number(n) > fileBytes - 8) throw corrupt(path, `truncated: header length ${n} but only ${fileBytes - 8} bytes follow`);
+  return Number(n);
+}
+
+/** The JSON header object and its `__metadata__` (strings to strings; {} when absent). */
+function parseHeader(path: string, bytes: Buffer): { header: Record<string, unknown>; metadata: Record<string, string> } {
   let header: unknown;
   try {
-    header = JSON.parse(file.subarray(8, 8 + Number(n)).toString('utf8'));
+    header = JSON.parse(bytes.toString('utf8'));
   } catch (e) {
     throw corrupt(path, `corrupt header (not JSON): ${(e as Error).message}`);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) throw corrupt(path, 'corrupt header: not a JSON object');
-  const data = file.subarray(8 + Number(n));
+  const m = (header as { __metadata__?: unknown }).__metadata__ ?? {};
+  if (m === null || typeof m !== 'object' || Array.isArray(m) || !Object.values(m).every((v) => typeof v === 'string')) {
+    throw corrupt(path, 'corrupt header: __metadata__ must map strings to strings');
+  }
+  return { header: header as Record<string, unknown>, metadata: m as Record<string, string> };
+}
 
-  let metadata: Record<string, string> = {};
+/** Reads a safetensors file; tensors come back on the CPU, in header order, in the current scope. */
+export function loadSafetensors(path: string): { tensors: Map<string, Tensor>; metadata: Record<string, string> } {
+  checkHost();
+  const file = readFileSync(path);
+  const n = headerLength(path, file, file.byteLength);
+  const { header, metadata } = parseHeader(path, file.subarray(8, 8 + n));
+  const data = file.subarray(8 + n);
+
   const entries: { name: string; dtype: DType; shape: number[]; begin: number; end: number }[] = [];
-  for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.values(v).every((s) => typeof s === 'string')) {
-        throw corrupt(path, 'corrupt header: __metadata__ must map strings to strings');
-      }
-      metadata = v as Record<string, string>;
-      continue;
-    }
+  for (const [name, v] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
     const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const code = typeof e?.dtype === 'string' ? CODES[e.dtype] : undefined;
     if (code === undefined) throw corrupt(path, `'${name}': unknown dtype ${JSON.stringify(e?.dtype)}`);
@@ -210,9 +219,8 @@ export function loadSafetensors(path: string): { tensors: Map<string, Tensor>; m
   if (pos !== data.byteLength) throw corrupt(path, `corrupt: ${data.byteLength - pos} bytes after the last tensor`);
   const recorded = metadata[CHECKSUM_KEY];
   if (recorded !== undefined) {
-    const h = header as Record<string, unknown>;
     const { [CHECKSUM_KEY]: _, ...rest } = metadata;
-    const actual = contentHash(JSON.stringify({ ...h, __metadata__: rest }), [data]);
+    const actual = contentHash(JSON.stringify({ ...header, __metadata__: rest }), [data]);
     if (actual !== recorded) throw corrupt(path, `corrupt: checksum mismatch (the file records SHA-256 ${recorded}, its content hashes to ${actual}); the file was damaged after it was written`);
   }
 
@@ -229,23 +237,12 @@ export function readSafetensorsMetadata(path: string): Record<string, string> {
   checkHost();
   const fd = openSync(path, 'r');
   try {
-    const len = Buffer.alloc(8);
-    if (readSync(fd, len, 0, 8, 0) < 8) throw corrupt(path, 'truncated: need at least 8 bytes for the header length');
-    const n = len.readBigUInt64LE(0);
-    if (n > BigInt(MAX_HEADER)) throw corrupt(path, `corrupt: header length ${n} exceeds the 100 MB limit`);
-    const buf = Buffer.alloc(Number(n));
-    if (readSync(fd, buf, 0, buf.byteLength, 8) < buf.byteLength) throw corrupt(path, `truncated: header length ${n} but the file is shorter`);
-    let header: unknown;
-    try {
-      header = JSON.parse(buf.toString('utf8'));
-    } catch (e) {
-      throw corrupt(path, `corrupt header (not JSON): ${(e as Error).message}`);
-    }
-    const m = (header as { __metadata__?: unknown } | null)?.__metadata__ ?? {};
-    if (m === null || typeof m !== 'object' || Array.isArray(m) || !Object.values(m).every((s) => typeof s === 'string')) {
-      throw corrupt(path, 'corrupt header: __metadata__ must map strings to strings');
-    }
-    return m as Record<string, string>;
+    const first8 = Buffer.alloc(8);
+    readSync(fd, first8, 0, 8, 0);
+    const n = headerLength(path, first8, fstatSync(fd).size);
+    const bytes = Buffer.alloc(n);
+    if (readSync(fd, bytes, 0, n, 8) < n) throw corrupt(path, `truncated: header length ${n} but the file is shorter`);
+    return parseHeader(path, bytes).metadata;
   } finally {
     closeSync(fd);
   }

@@ -195,13 +195,20 @@ export class SampleSpacePreconditioner implements Preconditioner {
     return noGrad(() => scope(() => {
       const K = needsGram ? stack(grams) : empty([g, 0, 0], { dtype: 'float64' });
       const shift = needsGram ? diagonalShift(this.#damping, K, epoch) : zeros([g], { dtype: 'float64' });
-      // Overflowed per-sample gradients: say so, rather than fail inside the solver on an infinite shift.
-      if (needsGram && !K.sum().add(shift.sum()).isfinite().item()) {
-        throw new Error(`${this.label}: the per-sample gradients overflowed at epoch ${epoch} (their Gram has NaN or infinite entries): `
-          + 'the training has diverged; lower the learning rate');
-      }
       const rhs = rightHandSide(this.#rhs, cap, g, this.#outputLayer);
-      const { alpha, stats } = this.solver.solve({ K, shift, rhs });
+      let solved: ReturnType<typeof this.solver.solve>;
+      try {
+        solved = this.solver.solve({ K, shift, rhs });
+      } catch (e) {
+        // Every solver refuses a non-finite system. Overflowed per-sample gradients are the usual
+        // cause: name it (checked only here, so a healthy step pays no extra host round trip).
+        if (needsGram && !K.sum().add(shift.sum()).isfinite().item()) {
+          throw new Error(`${this.label}: the per-sample gradients overflowed at epoch ${epoch} (their Gram has NaN or infinite entries): `
+            + 'the training has diverged; lower the learning rate', { cause: e });
+        }
+        throw e;
+      }
+      const { alpha, stats } = solved;
       const rows = this.#normalize === 'sum' ? alpha.div(alpha.sum(1, true)) : alpha;
       return { alpha: rows, groups, stats };
     }));

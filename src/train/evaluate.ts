@@ -2,7 +2,7 @@
 // three compute the same numbers: accuracy and cross-entropy for images; token cross-entropy,
 // decoding and corpus BLEU for translation.
 import { BOS, EOS, PAD, detokenize, type BaseBatch, type DataLoader, type ImageBatch, type TranslationBatch, type TranslationDataset } from '../data/index.js';
-import { crossEntropyPerSample, type Module, type TransformerSeq2Seq } from '../nn/index.js';
+import { crossEntropyPerSample, type Encoded, type Module, type TransformerSeq2Seq } from '../nn/index.js';
 import { noGrad, scope, type Device, type Tensor } from '../tensor/index.js';
 import { corpusBleu } from './bleu.js';
 
@@ -21,13 +21,16 @@ export interface DecodeOptions {
   maxLen?: number;
 }
 
-/** Token ids (without BOS and EOS) of each row of `src` [B, S], whose sources have `srcLengths` ids. */
-export function translateBatch(model: TransformerSeq2Seq, src: Tensor, srcLengths: ArrayLike<number>, o: DecodeOptions = {}): number[][] {
+/**
+ * Token ids (without BOS and EOS) of each row of `src` [B, S], whose sources have `srcLengths` ids.
+ * `encoded`: the model's `encode(src)` in eval mode, when the caller has it already.
+ */
+export function translateBatch(model: TransformerSeq2Seq, src: Tensor, srcLengths: ArrayLike<number>, o: DecodeOptions = {}, encoded?: Encoded): number[][] {
   const maxLen = o.maxLen ?? Math.max(...Array.from(srcLengths)) + 10;
   const beam = o.beam ?? 1;
   // beamDecode with a beam of 1 is greedy decoding exactly; greedyDecode gets there cheaper.
-  if (beam === 1) return model.greedyDecode(src, { bos: BOS, eos: EOS, maxLen });
-  return model.beamDecode(src, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty: o.lengthPenalty });
+  if (beam === 1) return model.greedyDecode(src, { bos: BOS, eos: EOS, maxLen, encoded });
+  return model.beamDecode(src, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty: o.lengthPenalty, encoded });
 }
 
 /**
@@ -75,10 +78,12 @@ export function evaluateTranslation(model: TransformerSeq2Seq, loader: DataLoade
   let tokens = 0;
   eachEvalBatch(model, loader, (b) => {
     const src = onDevice(b.src, device);
-    const logits = model.forward(src, onDevice(b.tgtIn, device));
+    // One encoder pass for both the teacher-forced loss and the decoding (forward = encode + decode).
+    const encoded = model.encode(src);
+    const logits = model.decode(onDevice(b.tgtIn, device), encoded.memory, encoded.srcPad);
     lossSum += crossEntropyPerSample(logits, onDevice(b.tgtOut, device), { ignoreIndex: PAD }).sum().item();
     tokens += b.numTgtTokens;
-    for (const [j, ids] of translateBatch(model, src, b.srcLengths, decode).entries()) {
+    for (const [j, ids] of translateBatch(model, src, b.srcLengths, decode, encoded).entries()) {
       hyps.push(detokenize(data.tgtVocab.decode(ids)));
       const ref = data.tgtText[b.ids[j]!]!;
       refs.push(data.lowercase ? ref.toLowerCase() : ref);

@@ -43,6 +43,12 @@ export function sinusoidalPositions(maxLen: number, d: number): Float64Array {
   return pe;
 }
 
+/** The encoder's output for a source batch: memory [B, S, E] and the source padding mask [B, S]. */
+export interface Encoded {
+  memory: Tensor;
+  srcPad: Tensor;
+}
+
 export class TransformerSeq2Seq extends Module {
   readonly dModel: number;
   readonly padIdx: number;
@@ -90,7 +96,7 @@ export class TransformerSeq2Seq extends Module {
   }
 
   /** src [B, S] int64 -> memory [B, S, E] and its padding mask [B, S]. */
-  encode(src: Tensor): { memory: Tensor; srcPad: Tensor } {
+  encode(src: Tensor): Encoded {
     const srcPad = src.eq(this.padIdx);
     return { memory: this.encoder.forward(this.embed(this.srcEmbed, src), { srcKeyPaddingMask: srcPad }), srcPad };
   }
@@ -130,13 +136,14 @@ export class TransformerSeq2Seq extends Module {
   /**
    * Greedy decoding in eval mode without gradients (training flags are restored afterwards). Returns,
    * per source row, the generated token ids after BOS, up to but excluding EOS, at most `maxLen`
-   * tokens (default: what the positional table allows).
+   * tokens (default: what the positional table allows). `encoded`: `encode(src)` made in eval mode,
+   * when the caller has it already (evaluation does, for the loss), so the encoder is not run again.
    */
-  greedyDecode(src: Tensor, o: { bos: number; eos: number; maxLen?: number }): number[][] {
+  greedyDecode(src: Tensor, o: { bos: number; eos: number; maxLen?: number; encoded?: Encoded }): number[][] {
     return this.inference(() => {
       const b = src.size(0);
       const limit = this.decodeLimit(o.maxLen);
-      const { memory, srcPad } = this.encode(src);
+      const { memory, srcPad } = o.encoded ?? this.encode(src);
       const ys: number[][] = Array.from({ length: b }, () => [o.bos]);
       const done = new Array<boolean>(b).fill(false);
       for (let step = 0; step < limit && !done.every(Boolean); step++) {
@@ -170,7 +177,7 @@ export class TransformerSeq2Seq extends Module {
    * `lengthPenalty` (default 0: the plain log-probability). Scores are summed in float64, so the
    * ranking of float32 logits is kept.
    */
-  beamDecode(src: Tensor, o: { bos: number; eos: number; beam?: number; maxLen?: number; lengthPenalty?: number }): number[][] {
+  beamDecode(src: Tensor, o: { bos: number; eos: number; beam?: number; maxLen?: number; lengthPenalty?: number; encoded?: Encoded }): number[][] {
     const k = o.beam ?? 4;
     const alpha = o.lengthPenalty ?? 0;
     if (!Number.isInteger(k) || k < 1) throw new RangeError(`beamDecode: beam must be a positive integer, got ${k}`);
@@ -180,7 +187,7 @@ export class TransformerSeq2Seq extends Module {
       const rows = b * k;
       const limit = this.decodeLimit(o.maxLen);
       const device = src.device;
-      const encoded = this.encode(src);
+      const encoded = o.encoded ?? this.encode(src);
       // Row r is hypothesis r % k of sentence floor(r / k).
       const sentenceOf = tensor(Int32Array.from({ length: rows }, (_, r) => Math.floor(r / k)), { dtype: 'int64', device });
       const memory = encoded.memory.indexSelect(0, sentenceOf);
