@@ -1,14 +1,20 @@
 // One SGD training step (forward, per-sample cross-entropy, mean backward, SGD-momentum update) of
-// our stack against the same model in Debian's python3-torch, same batch, threads and machine,
-// timed in interleaved rounds.   npm run bench:step [-- --json] [-- --rounds N]
-import { crossEntropyPerSample, mlp, resnetSmall, type Layer } from '../src/nn/index.js';
+// our stack against the same model in PyTorch (Debian's python3-torch, or FNGD_PYTHON's), same
+// batch, threads, machine and device, timed in interleaved rounds.
+//   npm run bench:step [-- --json] [-- --rounds N] [-- --device cuda] [-- --case mlp,resnet20,resnet18]
+// On CUDA both sides synchronize once per step: ours reads the loss back (Optimizer.step checks it
+// is finite), so the PyTorch body reads its loss too.
+import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, type Layer } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
-import { getNumThreads, keep, manualSeed, randint, randn, scope } from '../src/tensor/index.js';
-import { PythonWorker, interleave, positiveFlag, pythonTorchVersion, report } from './timing.js';
+import { getNumThreads, keep, manualSeed, randint, randn, scope, type Device } from '../src/tensor/index.js';
+import { PythonWorker, flag, interleave, positiveFlag, pythonTorchVersion, report } from './timing.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const rounds = positiveFlag(argv, 'rounds', 'bench:step') ?? 5;
+const device = (flag(argv, 'device') ?? 'cpu') as Device;
+if (!/^(cpu|cuda|cuda:\d+)$/.test(device)) throw new RangeError(`bench:step: --device must be cpu, cuda or cuda:N, got '${device}'`);
+const cuda = device !== 'cpu';
 const threads = getNumThreads();
 const B = 128;
 // A tiny learning rate: full work per step, but no memorizing of the fixed batch (which drives
@@ -42,24 +48,50 @@ class ResNet20(nn.Module):
     def forward(s, x):
         x = s.blocks(F.relu(s.bn1(s.conv1(x))))
         return s.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+class Block18(nn.Module):
+    def __init__(s, cin, cout, stride):
+        super().__init__()
+        s.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); s.bn1 = nn.BatchNorm2d(cout)
+        s.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); s.bn2 = nn.BatchNorm2d(cout)
+        s.down = None if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    def forward(s, x):
+        out = s.bn2(s.conv2(F.relu(s.bn1(s.conv1(x)))))
+        return F.relu(out + (x if s.down is None else s.down(x)))
+class ResNet18(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); s.bn1 = nn.BatchNorm2d(64)
+        blocks, cin = [], 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            for i in range(2):
+                blocks.append(Block18(cin, cout, stride if i == 0 else 1)); cin = cout
+        s.blocks = nn.Sequential(*blocks); s.fc = nn.Linear(512, 10)
+    def forward(s, x):
+        x = s.blocks(F.relu(s.bn1(s.conv1(x))))
+        return s.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
 `;
 
 interface Case { name: string; model: () => Layer; shape: number[]; py: string; iters: number }
-const cases: Case[] = [
+const CASES: Case[] = [
   { name: 'mlp', model: () => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), shape: [B, 1, 28, 28], py: 'mlp()', iters: 20 },
   { name: 'resnet20', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], py: 'ResNet20()', iters: 2 },
+  // The paper's CIFAR ResNet-18 (11.2M parameters): minutes per round on a laptop CPU, for GPUs.
+  { name: 'resnet18', model: () => resnet18Cifar({ classes: 10 }), shape: [B, 3, 32, 32], py: 'ResNet18()', iters: 2 },
 ];
+const picked = (flag(argv, 'case') ?? 'mlp,resnet20').split(',');
+for (const n of picked) if (!CASES.some((c) => c.name === n)) throw new RangeError(`bench:step: unknown --case '${n}' (${CASES.map((c) => c.name).join(', ')})`);
+const cases = CASES.filter((c) => picked.includes(c.name));
 
 const havePy = pythonTorchVersion() !== null;
 const result: Record<string, unknown> = {};
 for (const c of cases) {
   manualSeed(0);
-  const model = c.model();
+  const model = c.model().to(device);
   const opt = new SGD(model.parameters(), { lr: LR, momentum: 0.9 });
-  const x = keep(randn(c.shape));
-  const y = keep(randint(0, 10, [B]));
+  const x = keep(randn(c.shape, { device }));
+  const y = keep(randint(0, 10, [B], { device }));
   const ids = new Int32Array(B);
   const ours = (n: number): number => {
     const t0 = performance.now();
@@ -74,8 +106,9 @@ for (const c of cases) {
   let py: PythonWorker | null = null;
   if (havePy) {
     py = new PythonWorker(
-      `${PY_MODELS}\ntorch.manual_seed(0)\nm = ${c.py}\nopt = torch.optim.SGD(m.parameters(), lr=${LR}, momentum=0.9)\nx = torch.randn(${c.shape.join(', ')})\ny = torch.randint(0, 10, (${B},))`,
-      'loss = F.cross_entropy(m(x), y, reduction="none").mean()\nopt.zero_grad()\nloss.backward()\nopt.step()',
+      `${PY_MODELS}\ntorch.manual_seed(0)\nm = ${c.py}.to('${device}')\nopt = torch.optim.SGD(m.parameters(), lr=${LR}, momentum=0.9)\n`
+        + `x = torch.randn(${c.shape.join(', ')}, device='${device}')\ny = torch.randint(0, 10, (${B},), device='${device}')`,
+      `loss = F.cross_entropy(m(x), y, reduction="none").mean()\nopt.zero_grad()\nloss.backward()\nopt.step()${cuda ? '\nloss.item()' : ''}`,
       threads,
     );
     contenders.torch = (n) => py!.run(n);
@@ -90,4 +123,4 @@ for (const c of cases) {
   x.dispose();
   y.dispose();
 }
-report({ ...result, batch: B, threads, rounds }, json);
+report({ ...result, batch: B, threads, rounds, device, pytorch: havePy ? pythonTorchVersion() : null }, json);
