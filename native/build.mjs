@@ -3,6 +3,7 @@
 //   default:             Debian's libtorch-dev (headers in /usr/include, libraries on the system path)
 //   FNGD_LIBTORCH=DIR:   a libtorch folder with include/ and lib/ (a CUDA build, a pip torch's
 //                        torch/ folder, ...); its lib/ is baked in as rpath.
+//   FNGD_CXX_STD=c++20:  the C++ standard, for a libtorch whose headers need a newer one (default c++17).
 // Translation units compile in parallel and only when a source, a header or the flags changed.
 //
 // Installed as a dependency, this is the `fngd-build` bin (`npx fngd-build`) and the package's
@@ -79,7 +80,7 @@ try {
   fail(`no C++ compiler: '${cxx}' does not run. Install one (Debian: apt-get install -y g++), or set CXX. ${HOW}`);
 }
 const cflags = [
-  '-std=c++17', '-O2', '-fPIC', '-frtti', '-fexceptions', '-Wall', '-Wno-unused-parameter',
+  `-std=${process.env.FNGD_CXX_STD || 'c++17'}`, '-O2', '-fPIC', '-frtti', '-fexceptions', '-Wall', '-Wno-unused-parameter',
   '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DNODE_ADDON_API_DISABLE_DEPRECATED',
   `-I${nodeInclude}`, `-I${napiInclude}`, ...torch.cflags,
 ];
