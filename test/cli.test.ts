@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -134,6 +134,46 @@ test('Ctrl-C writes a checkpoint and stops; --resume finishes the run', async ()
     const log = readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n');
     assert.equal(log.length, 2);
     assert.match(r.out, /epoch 1: train loss [\d.]+, test accuracy \d+\.\d+%/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fngd compare: metric per epoch, training time without evaluation, time to target, SVG and JSON; bad input named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-compare-'));
+  try {
+    // Two hand-written logs (wall_time and eval_time are cumulative, as the trainer writes them).
+    const write = (name: string, epochs: [number, number, number][]): string => {
+      const d = join(dir, name);
+      mkdirSync(d);
+      writeFileSync(join(d, 'log.jsonl'), epochs.map(([wall, ev, m], i) => JSON.stringify({ epoch: i, wall_time: wall, eval_time: ev, train_loss: 2 - m, test_metric: m })).join('\n') + '\n');
+      return d;
+    };
+    const a = write('fast', [[100, 10, 0.5], [200, 20, 0.75]]);
+    const b = write('slow', [[300, 30, 0.25], [600, 60, 0.625], [900, 90, 0.875]]);
+    const svg = join(dir, 'c.svg');
+    const json = join(dir, 'c.json');
+    const r = fngd('compare', a, b, '--target', '0.6', '--svg', svg, '--json', json);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^\| run \| epoch 1 \| epoch 2 \| epoch 3 \| training time \(s\) \| time to test_metric 0\.6 \(s\) \|$/m);
+    assert.match(r.out, /^\| fast \| 0\.5000 \| 0\.7500 \|  \| 180 \| 180 \(epoch 2\) \|$/m);
+    assert.match(r.out, /^\| slow \| 0\.2500 \| 0\.6250 \| 0\.8750 \| 810 \| 540 \(epoch 2\) \|$/m);
+    assert.match(readFileSync(svg, 'utf8'), /^<svg [^]*>fast<[^]*>slow<[^]*<\/svg>\n$/);
+    const j = JSON.parse(readFileSync(json, 'utf8')) as { runs: { reached: { trainSeconds: number } | null }[] };
+    assert.deepEqual(j.runs.map((x) => x.reached?.trainSeconds), [180, 540]);
+    // A loss is met from above.
+    const loss = fngd('compare', a, b, '--metric', 'train_loss', '--target', '1.3');
+    assert.match(loss.out, /\| fast \| 1\.500 \| 1\.250 \|  \| 180 \| 180 \(epoch 2\) \|/);
+    for (const [args, re] of [
+      [['compare'], /name at least one run folder/],
+      [['compare', dir], /no log\.jsonl \(a folder made by fngd train --out DIR\?\)/],
+      [['compare', a, '--metric', 'bleu'], /line 1: no 'bleu' \(it has epoch, wall_time/],
+      [['compare', a, '--target', 'x'], /--target/],
+    ] as [string[], RegExp][]) {
+      const e = fngd(...args);
+      assert.equal(e.code, 2, `${args.join(' ')}: ${e.err}`);
+      assert.match(e.err, re);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

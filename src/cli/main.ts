@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// The fngd command line: `fngd train ...`, `fngd eval ...`, `fngd translate ...`, `fngd demo`, `fngd --help`.
+// The fngd command line: `fngd train ...`, `fngd eval ...`, `fngd translate ...`, `fngd compare ...`, `fngd demo`, `fngd --help`.
 import { readFileSync } from 'node:fs';
 import { setWarningHandler } from '../warnings.js';
 import { UsageError } from './args.js';
 import { benchCommand } from './bench.js';
+import { compareCommand } from './compare.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { trainCommand } from './train.js';
@@ -17,6 +18,7 @@ usage:
   fngd translate --run DIR         English to German with a multi30k-transformer run (stdin or --input FILE)
   fngd demo                        the headline demo
   fngd bench --suite quick|full    the reproduction suite and its report (fngd bench --help)
+  fngd compare DIR [DIR ...]       runs side by side: metric per epoch, training time, time to a target
   fngd help COMMAND                that command's help (also: fngd COMMAND --help)
   fngd --version
 `;
@@ -63,8 +65,11 @@ async function main(argv: string[]): Promise<void> {
     case 'bench':
       await benchCommand(rest);
       return;
+    case 'compare':
+      await compareCommand(rest);
+      return;
     default:
-      throw new UsageError(`unknown command '${cmd}' (use train, eval, translate, demo or bench; see --help)`);
+      throw new UsageError(`unknown command '${cmd}' (use train, eval, translate, compare, demo or bench; see --help)`);
   }
 }
 
