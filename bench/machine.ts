@@ -2,6 +2,7 @@
 // be told apart (issue 13: the same code measured 0.91x on an Intel Xeon and 1.3x on an AMD EPYC).
 import { readFileSync } from 'node:fs';
 import { machineInfo } from '../src/report/machine.js';
+import { blasInfo } from '../src/tensor/index.js';
 
 /** The vector instruction sets the CPU reports (Linux /proc/cpuinfo), e.g. ['avx2', 'fma']. */
 function vectorFlags(): string[] {
@@ -16,8 +17,11 @@ function vectorFlags(): string[] {
 
 export function benchMachine(): Record<string, unknown> {
   const m = machineInfo();
+  const ob = blasInfo();
   return {
     cpu_model: m.cpu_model, cpus: m.cpus, vector_flags: vectorFlags(), blas: m.blas,
-    openblas_coretype: process.env.OPENBLAS_CORETYPE ?? null, torch: m.torch, threads: m.threads, node: m.node, date: m.date,
+    // The kernel set OpenBLAS dispatched to (OPENBLAS_CORETYPE forces one) and its thread pool.
+    openblas_coretype: ob?.core ?? process.env.OPENBLAS_CORETYPE ?? null, blas_threads: ob?.threads ?? null,
+    torch: m.torch, threads: m.threads, node: m.node, date: m.date,
   };
 }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <cstdlib>
 #ifdef __GLIBC__
+#include <dlfcn.h>
 #include <malloc.h>
 #endif
 #include <unordered_map>
@@ -446,8 +447,32 @@ static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
                                          (info[0].IsNumber() ? jsNumber(n) : std::string("a non-number")));
   return guard(env, "setNumThreads", [&]() -> Napi::Value {
     at::set_num_threads(static_cast<int>(n));
+    // libtorch sets its OpenMP pool only; OpenBLAS (Debian's pthread build) keeps a pool of its own,
+    // one thread per core, so "1 thread" ran matrix products on 2 cores and two such runs busy-waited
+    // on each other's. Set it too, where the loaded BLAS is OpenBLAS (looked up, not linked).
+    using SetThreads = void (*)(int);
+    if (auto f = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(static_cast<int>(n));
     return env.Undefined();
   });
+}
+
+// blasInfo(): what the loaded OpenBLAS says of itself ({ threads, core, config }), or null when the
+// BLAS in the process is another one. The core is the kernel set it dispatched to ("Haswell",
+// "Zen", "SkylakeX"): two machines of one CPU family can differ there (issue 13).
+static Napi::Value BlasInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  using GetInt = int (*)();
+  using GetStr = char* (*)();
+  auto threads = reinterpret_cast<GetInt>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (threads == nullptr) return env.Null();
+  auto core = reinterpret_cast<GetStr>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  auto config = reinterpret_cast<GetStr>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("library", "openblas");
+  o.Set("threads", threads());
+  o.Set("core", core ? Napi::Value(Napi::String::New(env, core())) : env.Null());
+  o.Set("config", config ? Napi::Value(Napi::String::New(env, config())) : env.Null());
+  return o;
 }
 
 static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
@@ -520,6 +545,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("live", Napi::Function::New(env, Live));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
+  exports.Set("blasInfo", Napi::Function::New(env, BlasInfo));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));

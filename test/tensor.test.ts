@@ -1,6 +1,7 @@
 // Operator results against known values (hand-computed or closed-form).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as T from '../src/tensor/index.js';
 import { F, linalg, scope, tensor } from '../src/tensor/index.js';
@@ -279,6 +280,16 @@ test('threads default to all cores and are settable', () => {
   assert.equal(T.getNumThreads(), expected);
   T.setNumThreads(1);
   assert.equal(T.getNumThreads(), 1);
+  // OpenBLAS's own pool follows, so one thread is one core for matrix products too. Debian's libtorch
+  // loads OpenBLAS (scripts/setup.sh installs it); a libtorch with another BLAS has no such pool.
+  const openblasLoaded = readFileSync('/proc/self/maps', 'utf8').includes('libopenblas');
+  const blas = T.blasInfo();
+  assert.equal(blas !== null, openblasLoaded, `blasInfo() ${JSON.stringify(blas)}; libopenblas mapped: ${openblasLoaded}`);
+  if (blas !== null) {
+    assert.equal(blas.threads, 1);
+    assert.match(blas.config ?? '', /OpenBLAS/);
+  }
   T.setNumThreads(expected);
+  if (blas !== null) assert.equal(T.blasInfo()!.threads, expected);
   assert.throws(() => T.setNumThreads(0), /positive integer/);
 });

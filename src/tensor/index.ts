@@ -1,5 +1,5 @@
 // The tensor layer: one import for everything built on libtorch.
-import { checkThreads, native } from './native.js';
+import { checkThreads, native, type BlasInfo } from './native.js';
 
 export { Tensor, Generator, type DType, type Device, type Scalar, type TypedArray } from './tensor.js';
 export * from './create.js';
@@ -8,6 +8,7 @@ export * as linalg from './linalg.js';
 export { grad, noGrad, enableGrad, isGradEnabled, registerGradHook, type GradOptions } from './autograd.js';
 export { scope, keep, scopeDepth } from './scope.js';
 export { callOp, opSchema, defineOp } from './op.js';
+export type { BlasInfo } from './native.js';
 
 /** Live tensor handles and the bytes they cover (a view counts its own size). */
 export function liveTensors(): { tensors: number; bytes: number } {
@@ -24,6 +25,10 @@ export function setNumThreads(n: number, o: { force?: boolean } = {}): void {
 }
 export function getNumThreads(): number {
   return native.getNumThreads();
+}
+/** The loaded OpenBLAS's threads (setNumThreads sets them too), kernel set and config; null for another BLAS. */
+export function blasInfo(): BlasInfo | null {
+  return native.blasInfo();
 }
 
 export const cuda = {

@@ -13,6 +13,14 @@ export type Handle = bigint;
 /** An opaque reference to a libtorch random generator. */
 export type GeneratorHandle = object & { readonly __generator: unique symbol };
 
+/** The loaded OpenBLAS's own account: its thread pool, the kernel set it chose, its build config. */
+export interface BlasInfo {
+  library: 'openblas';
+  threads: number;
+  core: string | null;
+  config: string | null;
+}
+
 export interface NativeAddon {
   opHandle(name: string, overload: string): number;
   opSchema(id: number): string;
@@ -45,6 +53,7 @@ export interface NativeAddon {
   /** Any integer from 1 to 1,024 (no bound by the cores: see checkThreads). */
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  blasInfo(): BlasInfo | null;
   manualSeed(seed: number): void;
   cudaAvailable(): boolean;
   cudaDeviceCount(): number;
