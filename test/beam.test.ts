@@ -140,3 +140,44 @@ test('beamDecode refuses a beam that is not a positive integer and a negative le
   assert.throws(() => m.beamDecode(src, { bos: BOS, eos: EOS, lengthPenalty: -1 }), /lengthPenalty must be at least 0/);
   m.dispose();
 }));
+
+test('incremental decoding equals the whole-prefix decoder: every step\'s logits (float64, post- and pre-norm, padding in source and prefix), and greedy decoding', () => leakCheck(() => {
+  for (const normFirst of [false, true]) {
+    manualSeed(31);
+    const model = transformerSeq2Seq({ srcVocab: 9, tgtVocab: 7, dModel: 8, heads: 2, layers: 2, ffn: 16, maxLen: 16, padIdx: PAD, dtype: 'float64', normFirst });
+    model.eval();
+    const src = sources(32, 3, 5);
+    noGrad(() => scope(() => {
+      const { memory, srcPad } = model.encode(src);
+      const memories = model.decoder.memoryKeysValues(memory);
+      // Prefixes with a PAD mid-way in row 1 (a finished beam hypothesis looks like this).
+      const prefix = [[BOS, 4, 5, 3, 6, 4], [BOS, 3, EOS, PAD, PAD, PAD], [BOS, 6, 6, 5, 4, 3]];
+      let selfs: ReturnType<typeof model.decodeStep>['selfs'] = [];
+      for (let t = 0; t < 6; t++) {
+        const tgt = tensor(prefix.flatMap((p) => p.slice(0, t + 1)), { dtype: 'int64', shape: [3, t + 1] });
+        const step = model.decodeStep(tgt, selfs, memories, srcPad);
+        const full = model.decode(tgt, memory, srcPad).select(1, t);
+        const err = step.logits.sub(full).abs().max().item();
+        assert.ok(err < 1e-12, `normFirst ${normFirst}, step ${t}: incremental logits differ from the full decoder's by ${err}`);
+        selfs = step.selfs;
+      }
+    }));
+    // Greedy decoding the slow way: the whole prefix through the decoder at every step.
+    const oracle = noGrad(() => scope(() => {
+      const { memory, srcPad } = model.encode(src);
+      const ys = [[BOS], [BOS], [BOS]];
+      const done = [false, false, false];
+      for (let t = 0; t < 12 && !done.every(Boolean); t++) {
+        const next = model.decode(tensor(ys.flat(), { dtype: 'int64', shape: [3, t + 1] }), memory, srcPad).select(1, t).argmax(-1).toArray();
+        ys.forEach((y, i) => {
+          y.push(done[i] ? PAD : next[i]!);
+          if (next[i] === EOS) done[i] = true;
+        });
+      }
+      return ys.map((y) => { const out = y.slice(1); const e = out.indexOf(EOS); return e < 0 ? out : out.slice(0, e); });
+    }));
+    assert.deepEqual(model.greedyDecode(src, { bos: BOS, eos: EOS, maxLen: 12 }), oracle, `normFirst ${normFirst}`);
+    src.dispose();
+    model.dispose();
+  }
+}));

@@ -19,6 +19,12 @@ export interface MultiheadAttentionOptions extends InitOptions {
   bias?: boolean;
 }
 
+/** Projected keys and values, [B, H, S, headDim] each. */
+export interface KeysValues {
+  k: Tensor;
+  v: Tensor;
+}
+
 export interface AttentionMasks {
   /** [B, S] bool (true = this key is padding and is ignored) or float (added to the scores). */
   keyPaddingMask?: Tensor | null;
@@ -80,18 +86,44 @@ export class MultiheadAttention extends Module {
     return { output: r.output, weights: r.weights! };
   }
 
+  /**
+   * The projected keys and values [B, H, S, d] of key/value [B, S, E]: what a decoder caches (its
+   * memory's once, its own positions' one step at a time) to attend without projecting them again.
+   */
+  keysValues(key: Tensor, value: Tensor = key): KeysValues {
+    if (key.dim !== 3 || value.dim !== 3) throw new RangeError(`MultiheadAttention: expected batch-first [B, S, E] keys and values, got [${key.shape}], [${value.shape}]`);
+    return { k: this.heads(this.kProj.forward(key)), v: this.heads(this.vProj.forward(value)) };
+  }
+
+  /** query [B, L, E] attending to projected keys and values (`keysValues`) -> [B, L, E]. */
+  attendTo(query: Tensor, kv: KeysValues, masks: AttentionMasks = {}): Tensor {
+    if (query.dim !== 3) throw new RangeError(`MultiheadAttention: expected a batch-first [B, L, E] query, got [${query.shape}]`);
+    return this.attendProjected(this.queries(query), kv, masks, false).output;
+  }
+
+  /** [B, n, E] -> [B, H, n, d]. */
+  private heads(x: Tensor): Tensor {
+    return x.view(x.size(0), x.size(1), this.numHeads, this.headDim).transpose(1, 2);
+  }
+
+  /** The scaled projected queries [B, H, L, d]. */
+  private queries(query: Tensor): Tensor {
+    return this.heads(this.qProj.forward(query)).div(Math.sqrt(this.headDim));
+  }
+
   private attend(query: Tensor, key: Tensor, value: Tensor, masks: AttentionMasks, needWeights: boolean): { output: Tensor; weights: Tensor | null } {
     if (query.dim !== 3 || key.dim !== 3 || value.dim !== 3) {
       throw new RangeError(`MultiheadAttention: expected batch-first [B, L, E] inputs, got [${query.shape}], [${key.shape}], [${value.shape}]`);
     }
-    const [b, l] = query.shape as [number, number, number];
-    const s = key.size(1);
-    const h = this.numHeads;
-    const d = this.headDim;
-    const heads = (x: Tensor, n: number) => x.view(b, n, h, d).transpose(1, 2); // [B, H, n, d]
-    const q = heads(this.qProj.forward(query), l).div(Math.sqrt(d));
-    const k = heads(this.kProj.forward(key), s);
-    const v = heads(this.vProj.forward(value), s);
+    // Queries first: the projections run (and a curvature engine's taps see them) in q, k, v order.
+    const q = this.queries(query);
+    return this.attendProjected(q, this.keysValues(key, value), masks, needWeights);
+  }
+
+  /** q [B, H, L, d] (scaled) attending to k, v [B, H, S, d]. */
+  private attendProjected(q: Tensor, { k, v }: KeysValues, masks: AttentionMasks, needWeights: boolean): { output: Tensor; weights: Tensor | null } {
+    const [b, h, l] = q.shape as [number, number, number, number];
+    const s = k.size(2);
     let scores = q.matmul(k.transpose(-2, -1)); // [B, H, L, S]
     const am = masks.attnMask ?? null;
     if (am !== null) {

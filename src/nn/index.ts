@@ -6,7 +6,7 @@ export { Linear, Embedding, type LinearOptions, type EmbeddingOptions } from './
 export { Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, type Conv2dOptions, type Pair } from './conv.js';
 export { BatchNorm2d, LayerNorm, type BatchNormOptions, type LayerNormOptions } from './norm.js';
 export { ReLU, GELU, Tanh, Identity, Flatten, Dropout, ModuleList, Sequential } from './basic.js';
-export { MultiheadAttention, causalMask, fromTorchAttentionKeys, type AttentionMasks, type MultiheadAttentionOptions } from './attention.js';
+export { MultiheadAttention, causalMask, fromTorchAttentionKeys, type AttentionMasks, type KeysValues, type MultiheadAttentionOptions } from './attention.js';
 export {
   TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
   type TransformerLayerOptions, type TransformerStackOptions, type EncoderLayerMasks, type DecoderLayerMasks,

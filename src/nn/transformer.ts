@@ -2,12 +2,12 @@
 // `normFirst` for pre-norm, ReLU (or GELU) feed-forward, dropout after attention and feed-forward.
 // Children and their names follow torch.nn.TransformerEncoderLayer / DecoderLayer (see attention.ts
 // for the split q/k/v projections), and so does the order of random draws at init.
-import type { Tensor } from '../tensor/index.js';
+import { cat, type Tensor } from '../tensor/index.js';
 import { Dropout } from './basic.js';
 import type { InitOptions } from './init.js';
 import { Linear } from './linear.js';
 import { Module, type Layer } from './module.js';
-import { MultiheadAttention } from './attention.js';
+import { MultiheadAttention, type KeysValues } from './attention.js';
 import { GELU, ModuleList, ReLU } from './basic.js';
 import { LayerNorm } from './norm.js';
 
@@ -139,6 +139,36 @@ export class TransformerDecoderLayer extends Module {
     }
     return x;
   }
+
+  /**
+   * Incremental decoding: `forward`'s output at the newest position t only, from the layer's input
+   * there, x [B, 1, E]. `self` holds the self-attention's keys and values of positions < t (null at
+   * t = 0); the result extends it with position t's. `memory` is the cross-attention's
+   * `keysValues(memory)`; `selfPad` [B, t + 1] marks padding among positions 0..t. Position t sees
+   * positions <= t, as under forward's causal mask, so the output equals forward's row t.
+   */
+  step(x: Tensor, self: KeysValues | null, memory: KeysValues, selfPad: Tensor | null, memoryPad: Tensor | null): { out: Tensor; self: KeysValues } {
+    const [d1, d2, d3] = this.dropouts;
+    let kv = self;
+    const sa = (y: Tensor) => {
+      const now = this.selfAttn.keysValues(y);
+      kv = self === null ? now : { k: cat([self.k, now.k], 2), v: cat([self.v, now.v], 2) };
+      return d1.forward(this.selfAttn.attendTo(y, kv, { keyPaddingMask: selfPad }));
+    };
+    const ca = (y: Tensor) => d2.forward(this.crossAttn.attendTo(y, memory, { keyPaddingMask: memoryPad }));
+    const ff = (y: Tensor) => d3.forward(this.ff.forward(y));
+    let y = x;
+    if (this.normFirst) {
+      y = y.add(sa(this.norm1.forward(y)));
+      y = y.add(ca(this.norm2.forward(y)));
+      y = y.add(ff(this.norm3.forward(y)));
+    } else {
+      y = this.norm1.forward(y.add(sa(y)));
+      y = this.norm2.forward(y.add(ca(y)));
+      y = this.norm3.forward(y.add(ff(y)));
+    }
+    return { out: y, self: kv! };
+  }
 }
 
 export interface TransformerStackOptions extends TransformerLayerOptions {
@@ -177,5 +207,25 @@ export class TransformerDecoder extends Module {
     let x = tgt;
     for (const l of this.layers) x = l.forward(x, memory, masks);
     return this.norm === null ? x : this.norm.forward(x);
+  }
+
+  /** Each layer's cross-attention keys and values of `memory` [B, S, E], computed once for `step`. */
+  memoryKeysValues(memory: Tensor): KeysValues[] {
+    return [...this.layers].map((l) => l.crossAttn.keysValues(memory));
+  }
+
+  /**
+   * Incremental decoding through the stack (TransformerDecoderLayer.step): the output [B, 1, E] at
+   * the newest position and every layer's extended self-attention keys and values.
+   */
+  step(x: Tensor, selfs: readonly (KeysValues | null)[], memories: readonly KeysValues[], selfPad: Tensor | null, memoryPad: Tensor | null): { out: Tensor; selfs: KeysValues[] } {
+    const out: KeysValues[] = [];
+    let y = x;
+    [...this.layers].forEach((l, i) => {
+      const r = l.step(y, selfs[i] ?? null, memories[i]!, selfPad, memoryPad);
+      y = r.out;
+      out.push(r.self);
+    });
+    return { out: this.norm === null ? y : this.norm.forward(y), selfs: out };
   }
 }

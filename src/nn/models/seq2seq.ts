@@ -6,7 +6,7 @@
 // nn.Transformer do; the split q/k/v projections use the packed [3E, E] fans, PyTorch's bound),
 // then the PAD embedding rows are zeroed. Keys equal to `padIdx` are masked in every attention.
 import { noGrad, scope, tensor, type Tensor } from '../../tensor/index.js';
-import { causalMask } from '../attention.js';
+import { causalMask, type KeysValues } from '../attention.js';
 import { Dropout } from '../basic.js';
 import { fans, initTensor, uniform_, xavierUniformBound, type InitOptions } from '../init.js';
 import { Embedding, Linear } from '../linear.js';
@@ -144,24 +144,48 @@ export class TransformerSeq2Seq extends Module {
       const b = src.size(0);
       const limit = this.decodeLimit(o.maxLen);
       const { memory, srcPad } = o.encoded ?? this.encode(src);
+      const memories = this.decoder.memoryKeysValues(memory);
       const ys: number[][] = Array.from({ length: b }, () => [o.bos]);
       const done = new Array<boolean>(b).fill(false);
-      for (let step = 0; step < limit && !done.every(Boolean); step++) {
-        const next = scope(() => {
-          const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [b, step + 1], device: src.device });
-          return this.decode(tgt, memory, srcPad).select(1, step).argmax(-1).toArray();
-        });
-        for (let i = 0; i < b; i++) {
-          if (done[i]) {
-            ys[i]!.push(this.padIdx);
-          } else {
-            ys[i]!.push(next[i]!);
-            if (next[i] === o.eos) done[i] = true;
+      let selfs: KeysValues[] = [];
+      try {
+        for (let step = 0; step < limit && !done.every(Boolean); step++) {
+          const r = scope(() => {
+            const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [b, step + 1], device: src.device });
+            const { logits, selfs: next } = this.decodeStep(tgt, selfs, memories, srcPad);
+            return { next: logits.argmax(-1).toArray(), selfs: next };
+          });
+          disposeKeysValues(selfs);
+          selfs = r.selfs;
+          for (let i = 0; i < b; i++) {
+            if (done[i]) {
+              ys[i]!.push(this.padIdx);
+            } else {
+              ys[i]!.push(r.next[i]!);
+              if (r.next[i] === o.eos) done[i] = true;
+            }
           }
         }
+      } finally {
+        disposeKeysValues(selfs);
       }
       return ys.map((y) => untilEos(y, o.eos));
     });
+  }
+
+  /**
+   * One step of incremental decoding: the next-token logits [B, vocab] after the prefixes `tgt`
+   * [B, t + 1] (PAD-padded int64, starting with BOS), equal to `decode(tgt, ...)`'s last row, from
+   * the decoder's keys and values of positions < t (`selfs`, empty at t = 0) and of the memory
+   * (`memories`: decoder.memoryKeysValues). Returns the keys and values extended by position t.
+   * Greedy and beam search run one of these per token instead of the whole prefix again.
+   */
+  decodeStep(tgt: Tensor, selfs: readonly KeysValues[], memories: readonly KeysValues[], srcPad: Tensor): { logits: Tensor; selfs: KeysValues[] } {
+    const t = tgt.size(1) - 1;
+    if (t >= this.maxLen) throw new RangeError(`TransformerSeq2Seq: sequence length ${t + 1} exceeds maxLen ${this.maxLen}`);
+    const x = this.dropout.forward(this.tgtEmbed.forward(tgt.narrow(1, t, 1)).mul(Math.sqrt(this.dModel)).add(this.buffer('pos_encoding').narrow(0, t, 1)));
+    const r = this.decoder.step(x, selfs, memories, tgt.eq(this.padIdx), srcPad);
+    return { logits: this.generator.forward(r.out).select(1, 0), selfs: r.selfs };
   }
 
   /**
@@ -190,7 +214,7 @@ export class TransformerSeq2Seq extends Module {
       const encoded = o.encoded ?? this.encode(src);
       // Row r is hypothesis r % k of sentence floor(r / k).
       const sentenceOf = tensor(Int32Array.from({ length: rows }, (_, r) => Math.floor(r / k)), { dtype: 'int64', device });
-      const memory = encoded.memory.indexSelect(0, sentenceOf);
+      const memories = this.decoder.memoryKeysValues(encoded.memory.indexSelect(0, sentenceOf));
       const srcPad = encoded.srcPad.indexSelect(0, sentenceOf);
       const vocab = this.generator.weight.size(0);
       // A finished hypothesis's one extension: PAD at log-probability 0 (its score unchanged).
@@ -201,26 +225,39 @@ export class TransformerSeq2Seq extends Module {
       let lengths = new Int32Array(rows);
       let finished = new Array<boolean>(rows).fill(false);
       const over = (r: number): boolean => finished[r]! || scores[r] === -Infinity;
-      for (let step = 0; step < limit && !scores.every((_, r) => over(r)); step++) {
-        const [best, at] = scope(() => {
-          const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [rows, step + 1], device });
-          const logp = this.decode(tgt, memory, srcPad).select(1, step).to('float64').logSoftmax(-1);
-          const live = tensor(finished.map((f) => !f), { dtype: 'bool', shape: [rows, 1], device });
-          const total = logp.where(live, padOnly).add(tensor(scores, { shape: [rows, 1], device }));
-          const [v, i] = total.view([b, k * vocab]).topk(k, -1);
-          return [v.toArray(), i.toArray()];
-        });
-        const next = { ys: [] as number[][], scores: new Float64Array(rows), lengths: new Int32Array(rows), finished: [] as boolean[] };
-        for (let r = 0; r < rows; r++) {
-          const parent = Math.floor(r / k) * k + Math.floor(at[r]! / vocab);
-          const token = at[r]! % vocab;
-          const wasFinished = finished[parent]!;
-          next.ys.push([...ys[parent]!, wasFinished ? this.padIdx : token]);
-          next.scores[r] = best[r]!;
-          next.lengths[r] = lengths[parent]! + (wasFinished ? 0 : 1);
-          next.finished.push(wasFinished || token === o.eos);
+      // The decoder's keys and values of each row's prefix, reordered after every step to follow
+      // the surviving hypotheses' parents.
+      let selfs: KeysValues[] = [];
+      try {
+        for (let step = 0; step < limit && !scores.every((_, r) => over(r)); step++) {
+          const { best, at, parents, next: kv } = scope(() => {
+            const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [rows, step + 1], device });
+            const { logits, selfs: extended } = this.decodeStep(tgt, selfs, memories, srcPad);
+            const logp = logits.to('float64').logSoftmax(-1);
+            const live = tensor(finished.map((f) => !f), { dtype: 'bool', shape: [rows, 1], device });
+            const total = logp.where(live, padOnly).add(tensor(scores, { shape: [rows, 1], device }));
+            const [v, i] = total.view([b, k * vocab]).topk(k, -1);
+            const at = i.toArray();
+            const parents = Array.from({ length: rows }, (_, r) => Math.floor(r / k) * k + Math.floor(at[r]! / vocab));
+            const p = tensor(parents, { dtype: 'int64', device });
+            return { best: v.toArray(), at, parents, next: extended.map((e) => ({ k: e.k.indexSelect(0, p), v: e.v.indexSelect(0, p) })) };
+          });
+          disposeKeysValues(selfs);
+          selfs = kv;
+          const next = { ys: [] as number[][], scores: new Float64Array(rows), lengths: new Int32Array(rows), finished: [] as boolean[] };
+          for (let r = 0; r < rows; r++) {
+            const parent = parents[r]!;
+            const token = at[r]! % vocab;
+            const wasFinished = finished[parent]!;
+            next.ys.push([...ys[parent]!, wasFinished ? this.padIdx : token]);
+            next.scores[r] = best[r]!;
+            next.lengths[r] = lengths[parent]! + (wasFinished ? 0 : 1);
+            next.finished.push(wasFinished || token === o.eos);
+          }
+          ({ ys, scores, lengths, finished } = next);
         }
-        ({ ys, scores, lengths, finished } = next);
+      } finally {
+        disposeKeysValues(selfs);
       }
       const penalty = (len: number): number => ((5 + len) / 6) ** alpha;
       return Array.from({ length: b }, (_, i) => {
@@ -231,6 +268,13 @@ export class TransformerSeq2Seq extends Module {
         return untilEos(ys[pick]!, o.eos);
       });
     });
+  }
+}
+
+function disposeKeysValues(kvs: readonly KeysValues[]): void {
+  for (const kv of kvs) {
+    kv.k.dispose();
+    kv.v.dispose();
   }
 }
 
