@@ -3,7 +3,11 @@
 // rounded up to a power of two).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { gemmNT, gemmRoute, gemmRoutes, gemmTN, setGemmAutotune } from '../src/curvature/gemm.js';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gemmNT, gemmRoute, gemmRoutes, gemmTN, setGemmAutotune, setGemmCache } from '../src/curvature/gemm.js';
+import { setWarningHandler } from '../src/warnings.js';
 import { manualSeed, randn, scope } from '../src/tensor/index.js';
 import { leakCheck, relErr } from './helpers.js';
 
@@ -54,4 +58,41 @@ test('the autotuner measures a shape once and keeps its route; off, the fixed th
   assert.equal(gemmRoute('TN', randn([128, 10]), randn([128, 256])), 'mm', '10 x 256 < 2^16');
   assert.equal(gemmRoutes().size, 0, 'fixed routes are not cached');
   setGemmAutotune(true);
+})));
+
+test('measured routes persist in a cache file: read back instead of measured, ignored from another machine, a corrupt file is replaced', () => leakCheck(() => scope(() => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-gemm-'));
+  const file = join(dir, 'routes.json');
+  const warnings: string[] = [];
+  const previous = setWarningHandler((m) => warnings.push(m));
+  try {
+    manualSeed(7);
+    const x = randn([128, 784]);
+    const y = randn([128, 784]);
+    setGemmCache(file);
+    const measured = gemmRoute('NT', x, y);
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { machine: string; routes: Record<string, string> };
+    const key = 'NT:128x128x784:float32:cpu';
+    assert.deepEqual(saved.routes, { [key]: measured });
+    assert.match(saved.machine, /"threads":\d+/);
+    // The other route written into the file: a new process (here: a cleared cache) takes the file's word.
+    const other = measured === 'mm' ? 'conv' : 'mm';
+    writeFileSync(file, JSON.stringify({ machine: saved.machine, routes: { [key]: other } }));
+    setGemmCache(file);
+    assert.equal(gemmRoute('NT', x, y), other, 'read from the file, not measured');
+    // Written on another machine: ignored, measured again, and the file now names this machine.
+    writeFileSync(file, JSON.stringify({ machine: 'elsewhere', routes: { [key]: other } }));
+    setGemmCache(file);
+    gemmRoute('NT', x, y);
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { machine: string }).machine, saved.machine);
+    writeFileSync(file, '{ not json');
+    setGemmCache(file);
+    gemmRoute('NT', x, y);
+    assert.ok(warnings.some((w) => /routes\.json is not JSON.*measuring again/.test(w)), warnings.join('\n'));
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { machine: string }).machine, saved.machine, 'rewritten whole');
+  } finally {
+    setGemmCache(null);
+    setWarningHandler(previous);
+    rmSync(dir, { recursive: true, force: true });
+  }
 })));

@@ -13,8 +13,14 @@
 // noise is small beside the difference, and every extra run costs a whole product.
 // `setGemmAutotune(false)` (or FNGD_GEMM_AUTOTUNE=0) turns measurement off for exact reproducibility:
 // the fixed thresholds above decide, so the route (and its rounding) depends on the shape alone.
+// `setGemmCache(file)` (or FNGD_GEMM_CACHE=file) keeps the measured routes across processes: read
+// at the first product, rewritten (atomically) after each new measurement, and used only on the
+// machine that measured them (CPU model, cores, libtorch and OpenBLAS threads and kernel set).
 // Both routes give `mm`'s result up to float32 rounding; other devices and dtypes always use `mm`.
-import { F, scope, type Tensor } from '../tensor/index.js';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { blasInfo, buildInfo, F, getNumThreads, scope, type Tensor } from '../tensor/index.js';
+import { warn } from '../warnings.js';
 
 export type GemmRoute = 'mm' | 'conv';
 type Kind = 'NT' | 'TN';
@@ -31,10 +37,51 @@ const SLOW_MS = 50;
 let autotune = process.env.FNGD_GEMM_AUTOTUNE !== '0';
 const routes = new Map<string, GemmRoute>();
 
+let cacheFile: string | null = process.env.FNGD_GEMM_CACHE || null;
+let cacheRead = false;
+
 /** Turns measured routing on or off (off: fixed thresholds); clears the cache either way. */
 export function setGemmAutotune(on: boolean): void {
   autotune = on;
   routes.clear();
+  cacheRead = false;
+}
+
+/** Where measured routes persist across processes (null: nowhere, the default); clears the in-process cache. */
+export function setGemmCache(file: string | null): void {
+  cacheFile = file;
+  routes.clear();
+  cacheRead = false;
+}
+
+/** What makes a measurement valid elsewhere: the same CPU, cores, threads and BLAS kernels. */
+function machineKey(): string {
+  const b = blasInfo();
+  return JSON.stringify({ cpu: cpus()[0]?.model.trim() ?? '?', cores: availableParallelism(), threads: getNumThreads(), torch: buildInfo().torchVersion, blas: b === null ? null : [b.core, b.threads] });
+}
+
+interface CacheFile { machine: string; routes: Record<string, GemmRoute> }
+
+function readCache(): void {
+  cacheRead = true;
+  if (cacheFile === null || !existsSync(cacheFile)) return;
+  let c: CacheFile;
+  try {
+    c = JSON.parse(readFileSync(cacheFile, 'utf8')) as CacheFile;
+  } catch (e) {
+    warn('gemm', `gemm route cache ${cacheFile} is not JSON (${(e as Error).message}): measuring again, and rewriting it`);
+    return;
+  }
+  // Routes measured on another machine (or at other thread counts) would be guesses: measure again.
+  if (c?.machine !== machineKey() || c.routes === null || typeof c.routes !== 'object') return;
+  for (const [k, r] of Object.entries(c.routes)) if (r === 'mm' || r === 'conv') routes.set(k, r);
+}
+
+function writeCache(): void {
+  if (cacheFile === null) return;
+  const tmp = `${cacheFile}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify({ machine: machineKey(), routes: Object.fromEntries(routes) } satisfies CacheFile, null, 1)}\n`);
+  renameSync(tmp, cacheFile);
 }
 
 /** The routes chosen so far, by `kind:shape:dtype:device`, row counts rounded (for diagnostics and benchmarks). */
@@ -71,26 +118,29 @@ function fixedRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
 export function gemmRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
   if (!viaConv(x)) return 'mm';
   if (!autotune) return fixedRoute(kind, x, y);
+  if (!cacheRead) readCache();
   const key = routeKey(kind, x, y);
   const known = routes.get(key);
   if (known !== undefined) return known;
+  const route = measure(kind, x, y);
+  routes.set(key, route);
+  writeCache();
+  return route;
+}
+
+/** Times both routes on this product (interleaved, median of TRIALS after a warm-up) and names the faster. */
+function measure(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
   const time = (r: GemmRoute): number => scope(() => {
     const t0 = performance.now();
     RUN[kind][r](x, y).sum().item(); // .item() waits for the result
     return performance.now() - t0;
   });
   const warm = { mm: time('mm'), conv: time('conv') };
-  if (Math.min(warm.mm, warm.conv) > SLOW_MS) {
-    const route: GemmRoute = warm.conv < warm.mm ? 'conv' : 'mm';
-    routes.set(key, route);
-    return route;
-  }
+  if (Math.min(warm.mm, warm.conv) > SLOW_MS) return warm.conv < warm.mm ? 'conv' : 'mm';
   const t: Record<GemmRoute, number[]> = { mm: [], conv: [] };
   for (let i = 0; i < TRIALS; i++) for (const r of (i % 2 === 0 ? ['mm', 'conv'] : ['conv', 'mm']) as GemmRoute[]) t[r].push(time(r));
   const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-  const best: GemmRoute = median(t.conv) < median(t.mm) ? 'conv' : 'mm';
-  routes.set(key, best);
-  return best;
+  return median(t.conv) < median(t.mm) ? 'conv' : 'mm';
 }
 
 const octave = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(n, 1)));
