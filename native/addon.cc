@@ -220,20 +220,32 @@ c10::Device parseDevice(Napi::Env env, const Napi::Value& v) {
 }
 
 // Values JS hands over into an integer dtype must arrive exactly: a cast wrapped 300 to 44 in uint8
-// and turned NaN and 1e30 into INT64_MIN in int64, silently. Throws naming the dtype and the first
-// value that does not fit.
+// and turned NaN and 1e30 into INT64_MIN in int64, silently. One range table for arrays
+// (fromTypedArray) and single values (checkIntegerValue: fill_, maskedFill, full).
+// An integer dtype's range [lo, hi), hi exclusive (2^63 is not an int64); false for other dtypes.
+static bool integerRange(c10::ScalarType dt, double* lo, double* hi) {
+  switch (dt) {
+    case at::kByte: *lo = 0; *hi = 256; return true;
+    case at::kChar: *lo = -128; *hi = 128; return true;
+    case at::kShort: *lo = -32768; *hi = 32768; return true;
+    case at::kInt: *lo = -2147483648.0; *hi = 2147483648.0; return true;
+    case at::kLong: *lo = -9223372036854775808.0; *hi = 9223372036854775808.0; return true;
+    default: return false;
+  }
+}
+
+// "cannot store V in dtype D exactly: it holds the integers lo..top", after the caller's prefix.
+static std::string cannotStore(const std::string& value, c10::ScalarType dt, double lo, double hi) {
+  return "cannot store " + value + " in dtype " + dtypeName(dt) + " exactly: it holds the integers " + c10::str(static_cast<int64_t>(lo)) + ".." +
+         (dt == at::kLong ? std::string("9223372036854775807") : c10::str(static_cast<int64_t>(hi) - 1));
+}
+
+// Throws naming the dtype and the first value that does not fit.
 static void checkExactIntegers(Napi::Env env, const at::Tensor& src, c10::ScalarType dt) {
-  if (!at::isIntegralType(dt, /*includeBool=*/false) || src.scalar_type() == dt || src.numel() == 0) return;
+  double lo, hi;
+  if (!integerRange(dt, &lo, &hi) || src.scalar_type() == dt || src.numel() == 0) return;
   // A widening integer conversion (int32 -> int64: every batch's labels and token ids) always fits.
   if (!at::isFloatingType(src.scalar_type()) && c10::promoteTypes(src.scalar_type(), dt) == dt) return;
-  double lo, hi;  // the target's range, hi exclusive (2^63 is not an int64)
-  switch (dt) {
-    case at::kByte: lo = 0; hi = 256; break;
-    case at::kChar: lo = -128; hi = 128; break;
-    case at::kShort: lo = -32768; hi = 32768; break;
-    case at::kInt: lo = -2147483648.0; hi = 2147483648.0; break;
-    default: lo = -9223372036854775808.0; hi = 9223372036854775808.0; break;
-  }
   at::Tensor flat = src.reshape({-1});
   at::Tensor bad;
   if (at::isFloatingType(flat.scalar_type())) {
@@ -246,9 +258,20 @@ static void checkExactIntegers(Napi::Env env, const at::Tensor& src, c10::Scalar
   if (!bad.any().item<bool>()) return;
   int64_t i = bad.nonzero()[0][0].item<int64_t>();
   std::string value = flat.scalar_type() == at::kLong ? std::to_string(flat[i].item<int64_t>()) : jsNumber(flat[i].item<double>());
-  throw Napi::RangeError::New(env, "fromTypedArray: cannot store " + value + " (element " + std::to_string(i) + ") in dtype " +
-                                       dtypeName(dt) + " exactly: it holds the integers " + c10::str(static_cast<int64_t>(lo)) + ".." +
-                                       (dt == at::kLong ? std::string("9223372036854775807") : c10::str(static_cast<int64_t>(hi) - 1)));
+  throw Napi::RangeError::New(env, "fromTypedArray: " + cannotStore(value + " (element " + std::to_string(i) + ")", dt, lo, hi));
+}
+
+// checkIntegerValue(value, dtype, what): a JS number about to be stored into a tensor of `dtype`
+// must fit exactly (libtorch truncates 1.5 to 1 and wraps or saturates the rest, silently).
+// Booleans, other value types and non-integer dtypes pass.
+static Napi::Value CheckIntegerValue(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double lo, hi;
+  if (!info[0].IsNumber() || !integerRange(parseDtype(env, info[1]), &lo, &hi)) return env.Undefined();
+  double v = info[0].As<Napi::Number>().DoubleValue();
+  if (v >= lo && v < hi && v == std::trunc(v)) return env.Undefined();
+  std::string what = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : std::string("value");
+  throw Napi::RangeError::New(env, what + ": " + cannotStore(jsNumber(v), parseDtype(env, info[1]), lo, hi));
 }
 
 // fromTypedArray(array, shape, dtype?, device?): copies JS memory into a new tensor. The source
@@ -546,6 +569,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("getNumThreads", Napi::Function::New(env, GetNumThreads));
   exports.Set("blasInfo", Napi::Function::New(env, BlasInfo));
+  exports.Set("checkIntegerValue", Napi::Function::New(env, CheckIntegerValue));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("cudaAvailable", Napi::Function::New(env, CudaAvailable));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));

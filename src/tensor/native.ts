@@ -54,6 +54,7 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   blasInfo(): BlasInfo | null;
+  checkIntegerValue(value: number, dtype: string, what: string): void;
   manualSeed(seed: number): void;
   cudaAvailable(): boolean;
   cudaDeviceCount(): number;

@@ -14,22 +14,13 @@ export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Arra
 
 const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
 
-// The integers each integer dtype holds, [lowest, highest + 1).
-const INTEGER_RANGE: Partial<Record<DType, [number, number]>> = {
-  uint8: [0, 2 ** 8], int8: [-(2 ** 7), 2 ** 7], int16: [-(2 ** 15), 2 ** 15], int32: [-(2 ** 31), 2 ** 31], int64: [-(2 ** 63), 2 ** 63],
-};
-
 /**
  * A JS number stored into an integer dtype must fit exactly: libtorch truncates 1.5 to 1 and wraps
- * or saturates what is out of range, silently. Booleans and non-integer dtypes pass.
+ * or saturates what is out of range, silently. Booleans and non-integer dtypes pass. The ranges
+ * live in the addon, shared with typed-array input (native/addon.cc).
  */
 export function checkIntegerValue(value: unknown, dtype: DType, what: string): void {
-  const range = INTEGER_RANGE[dtype];
-  if (range === undefined || typeof value !== 'number') return;
-  if (!(Number.isInteger(value) && value >= range[0] && value < range[1])) {
-    const top = dtype === 'int64' ? '9223372036854775807' : String(range[1] - 1);
-    throw new RangeError(`${what}: cannot store ${value} in dtype ${dtype} exactly: it holds the integers ${range[0]}..${top}`);
-  }
+  if (typeof value === 'number') native.checkIntegerValue(value, dtype, what);
 }
 
 /** A value for an error message: JSON where it can be (bigints and cycles cannot). */
