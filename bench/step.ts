@@ -2,11 +2,12 @@
 // our stack against the same model in PyTorch (Debian's python3-torch, or FNGD_PYTHON's), same
 // batch, threads, machine and device, timed in interleaved rounds.
 //   npm run bench:step [-- --json] [-- --rounds N] [-- --device cuda] [-- --case mlp,resnet20,resnet18]
-// On CUDA both sides synchronize once per step: ours reads the loss back (Optimizer.step checks it
-// is finite), so the PyTorch body reads its loss too.
+// On CUDA each side waits for the GPU before its clock stops: ours reads every step's loss back
+// (Optimizer.step checks it is finite, before the backward) and synchronizes after its steps; the
+// PyTorch body reads its loss after each update.
 import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, type Layer } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
-import { getNumThreads, keep, manualSeed, randint, randn, scope, type Device } from '../src/tensor/index.js';
+import { cuda, getNumThreads, keep, manualSeed, randint, randn, scope, type Device } from '../src/tensor/index.js';
 import { PythonWorker, flag, interleave, positiveFlag, pythonTorchVersion, report } from './timing.js';
 
 const argv = process.argv.slice(2);
@@ -14,7 +15,7 @@ const json = argv.includes('--json');
 const rounds = positiveFlag(argv, 'rounds', 'bench:step') ?? 5;
 const device = (flag(argv, 'device') ?? 'cpu') as Device;
 if (!/^(cpu|cuda|cuda:\d+)$/.test(device)) throw new RangeError(`bench:step: --device must be cpu, cuda or cuda:N, got '${device}'`);
-const cuda = device !== 'cpu';
+const cudaDevice = device !== 'cpu';
 const threads = getNumThreads();
 const B = 128;
 // A tiny learning rate: full work per step, but no memorizing of the fixed batch (which drives
@@ -100,6 +101,7 @@ for (const c of cases) {
         opt.step({ perSampleLoss: crossEntropyPerSample(model.forward(x), y), sampleIds: ids, epoch: 0 });
       });
     }
+    if (cudaDevice) cuda.synchronize(); // the last step's backward and update are queued, not done
     return (performance.now() - t0) / 1000;
   };
   const contenders: Record<string, (n: number) => number | Promise<number>> = { ours };
@@ -108,7 +110,7 @@ for (const c of cases) {
     py = new PythonWorker(
       `${PY_MODELS}\ntorch.manual_seed(0)\nm = ${c.py}.to('${device}')\nopt = torch.optim.SGD(m.parameters(), lr=${LR}, momentum=0.9)\n`
         + `x = torch.randn(${c.shape.join(', ')}, device='${device}')\ny = torch.randint(0, 10, (${B},), device='${device}')`,
-      `loss = F.cross_entropy(m(x), y, reduction="none").mean()\nopt.zero_grad()\nloss.backward()\nopt.step()${cuda ? '\nloss.item()' : ''}`,
+      `loss = F.cross_entropy(m(x), y, reduction="none").mean()\nopt.zero_grad()\nloss.backward()\nopt.step()${cudaDevice ? '\nloss.item()' : ''}`,
       threads,
     );
     contenders.torch = (n) => py!.run(n);

@@ -164,7 +164,18 @@ test('fngd compare: metric per epoch, training time without evaluation, time to 
     // A loss is met from above.
     const loss = fngd('compare', a, b, '--metric', 'train_loss', '--target', '1.3');
     assert.match(loss.out, /\| fast \| 1\.500 \| 1\.250 \|  \| 180 \| 180 \(epoch 2\) \|/);
+    // Two folders of one name are told apart by their parents.
+    mkdirSync(join(dir, 'x'));
+    mkdirSync(join(dir, 'y'));
+    const out1 = write(join('x', 'out'), [[10, 1, 0.1]]);
+    const out2 = write(join('y', 'out'), [[10, 1, 0.2]]);
+    const same = fngd('compare', out1, out2);
+    assert.match(same.out, /^\| x\/out \| 0\.1000 \|/m);
+    assert.match(same.out, /^\| y\/out \| 0\.2000 \|/m);
+    const nullLine = write('nulls', [[1, 0, 0.5]]);
+    writeFileSync(join(nullLine, 'log.jsonl'), 'null\n');
     for (const [args, re] of [
+      [['compare', nullLine], /line 1: not an epoch record \(a JSON object\)/],
       [['compare'], /name at least one run folder/],
       [['compare', dir], /no log\.jsonl \(a folder made by fngd train --out DIR\?\)/],
       [['compare', a, '--metric', 'bleu'], /line 1: no 'bleu' \(it has epoch, wall_time/],

@@ -64,7 +64,8 @@ test(`every method's direction and update on ${DEVICE ?? 'a device'} equal the C
         assert.ok(relErr(flatGrad(p.dev), flatGrad(p.cpu)) < 1e-10, `${what}: direction ${relErr(flatGrad(p.dev), flatGrad(p.cpu))}`);
         assert.ok(relErr(flatParams(p.dev), flatParams(p.cpu)) < 1e-10, `${what}: parameters after the update`);
       }
-      assert.ok(p.dev.parameters().every((q) => q.device === p.dev.parameters()[0]!.device && q.grad!.device === q.device), `${name}: stays on the device`);
+      const on = DEVICE === 'cuda' ? 'cuda:0' : DEVICE!;
+      assert.ok(p.dev.parameters().every((q) => q.device === on && q.grad!.device === on), `${name}: parameters and directions stay on ${on}`);
       oc.dispose();
       od.dispose();
       free(p);

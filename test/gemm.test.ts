@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gemmNT, gemmRoute, gemmRoutes, gemmTN, setGemmAutotune, setGemmCache } from '../src/curvature/gemm.js';
 import { setWarningHandler } from '../src/warnings.js';
-import { manualSeed, randn, scope } from '../src/tensor/index.js';
+import { getNumThreads, manualSeed, randn, scope } from '../src/tensor/index.js';
 import { leakCheck, relErr } from './helpers.js';
 
 const SHAPES: [number, number, number][] = [[128, 64, 96], [128, 784, 128], [64, 300, 10], [128, 512, 256]];
@@ -72,9 +72,9 @@ test('measured routes persist in a cache file: read back instead of measured, ig
     setGemmCache(file);
     const measured = gemmRoute('NT', x, y);
     const saved = JSON.parse(readFileSync(file, 'utf8')) as { machine: string; routes: Record<string, string> };
-    const key = 'NT:128x128x784:float32:cpu';
+    const key = `NT:128x128x784:float32:cpu:t${getNumThreads()}`;
     assert.deepEqual(saved.routes, { [key]: measured });
-    assert.match(saved.machine, /"threads":\d+/);
+    assert.match(saved.machine, /"cpu":/);
     // The other route written into the file: a new process (here: a cleared cache) takes the file's word.
     const other = measured === 'mm' ? 'conv' : 'mm';
     writeFileSync(file, JSON.stringify({ machine: saved.machine, routes: { [key]: other } }));
@@ -90,6 +90,19 @@ test('measured routes persist in a cache file: read back instead of measured, ig
     gemmRoute('NT', x, y);
     assert.ok(warnings.some((w) => /routes\.json is not JSON.*measuring again/.test(w)), warnings.join('\n'));
     assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { machine: string }).machine, saved.machine, 'rewritten whole');
+    // Another run's routes in the same file are kept when this one writes.
+    writeFileSync(file, JSON.stringify({ machine: saved.machine, routes: { 'NT:1x1x1:float32:cpu:t1': 'mm' } }));
+    setGemmCache(file);
+    gemmRoute('NT', randn([64, 300]), randn([64, 300]));
+    const merged = (JSON.parse(readFileSync(file, 'utf8')) as { routes: Record<string, string> }).routes;
+    assert.equal(merged['NT:1x1x1:float32:cpu:t1'], 'mm');
+    assert.equal(Object.keys(merged).length, 2);
+    // An unwritable file: said once, the product still computed.
+    setGemmCache(join(dir, 'no-such-dir', 'routes.json'));
+    warnings.length = 0;
+    gemmRoute('NT', x, y);
+    gemmRoute('NT', randn([64, 300]), randn([64, 300]));
+    assert.equal(warnings.filter((w) => /cannot be written/.test(w)).length, 1, warnings.join('\n'));
   } finally {
     setGemmCache(null);
     setWarningHandler(previous);

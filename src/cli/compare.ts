@@ -3,9 +3,10 @@
 // run took to reach a target. A Markdown table on stdout; --svg draws the metric against epochs and
 // against training time; --json writes the numbers.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { lineChart, sideBySide } from '../report/svg.js';
 import { readCheckpointInfo } from '../train/checkpoint.js';
+import { warn } from '../warnings.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
 
 const COMPARE_FLAGS: Record<string, FlagSpec> = {
@@ -27,6 +28,9 @@ export function compareHelp(): string {
 }
 
 export interface ComparedRun {
+  /** The folder's name (with its parent's where two folders share one): the plots' legend. */
+  label: string;
+  /** The label with the method and learning rate from the run's checkpoint. */
   name: string;
   dir: string;
   /** Per epoch: the metric and the cumulative training seconds at its end. */
@@ -42,21 +46,36 @@ function readLog(dir: string): Record<string, number>[] {
   const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.trim() !== '');
   if (lines.length === 0) throw new UsageError(`${path} is empty: the run has not finished an epoch yet`);
   return lines.map((l, i) => {
+    let v: unknown;
     try {
-      return JSON.parse(l) as Record<string, number>;
+      v = JSON.parse(l);
     } catch {
       throw new UsageError(`${path}, line ${i + 1}: not JSON`);
     }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`${path}, line ${i + 1}: not an epoch record (a JSON object)`);
+    return v as Record<string, number>;
   });
 }
 
 /** "folder (method, lr X)", with what the checkpoint's saved flags say. */
-function runName(dir: string): string {
+function runName(dir: string, label: string): string {
   const ckpt = join(dir, 'checkpoint.safetensors');
-  if (!existsSync(ckpt)) return basename(dir);
-  const c = readCheckpointInfo(ckpt).config;
+  if (!existsSync(ckpt)) return label;
+  let c: Record<string, unknown>;
+  try {
+    c = readCheckpointInfo(ckpt).config;
+  } catch (e) {
+    warn('compare', `${ckpt}: ${(e as Error).message}; the run is named by its folder only`);
+    return label;
+  }
   const bits = [c.optimizer, c.lr === undefined ? undefined : `lr ${String(c.lr)}`].filter((b) => b !== undefined);
-  return bits.length === 0 ? basename(dir) : `${basename(dir)} (${bits.join(', ')})`;
+  return bits.length === 0 ? label : `${label} (${bits.join(', ')})`;
+}
+
+/** Each folder's name, or its last two path parts where two folders share a name (a/out, b/out). */
+function labels(dirs: string[]): string[] {
+  const base = dirs.map((d) => basename(d));
+  return dirs.map((d, i) => (base.filter((b) => b === base[i]).length > 1 ? `${basename(dirname(d))}/${base[i]}` : base[i]!));
 }
 
 /** The runs' curves of `metric` and when each met `target` (lower is better for a `*loss` metric). */
@@ -65,7 +84,8 @@ export function compareRuns(dirs: string[], o: { metric?: string; target?: numbe
   const logs = dirs.map((d) => ({ dir: resolve(d), log: readLog(d) }));
   const metric = o.metric ?? (logs.every(({ log }) => 'test_metric' in log[0]!) ? 'test_metric' : 'val_metric');
   const lowerIsBetter = metric.endsWith('loss');
-  const runs = logs.map(({ dir, log }) => {
+  const names = labels(logs.map((l) => l.dir));
+  const runs = logs.map(({ dir, log }, r) => {
     const epochs = log.map((e, i) => {
       const value = e[metric];
       if (typeof value !== 'number') {
@@ -74,7 +94,7 @@ export function compareRuns(dirs: string[], o: { metric?: string; target?: numbe
       return { epoch: e.epoch ?? i, value, trainSeconds: (e.wall_time ?? NaN) - (e.eval_time ?? 0) };
     });
     const hit = o.target === undefined ? undefined : epochs.find((e) => (lowerIsBetter ? e.value <= o.target! : e.value >= o.target!));
-    return { name: runName(dir), dir, epochs, reached: hit === undefined ? null : { epoch: hit.epoch, trainSeconds: hit.trainSeconds } };
+    return { label: names[r]!, name: runName(dir, names[r]!), dir, epochs, reached: hit === undefined ? null : { epoch: hit.epoch, trainSeconds: hit.trainSeconds } };
   });
   return { metric, runs };
 }
@@ -98,7 +118,7 @@ export function compareTable(r: { metric: string; runs: ComparedRun[] }, target?
 export function compareSvg(r: { metric: string; runs: ComparedRun[] }, target?: number): string {
   const hlines = target === undefined ? [] : [{ y: target, label: `target ${target}` }];
   const series = (x: (e: ComparedRun['epochs'][number]) => number) => r.runs.map((run) => ({
-    name: run.name.split(' ')[0]!, points: run.epochs.map((e) => [x(e), e.value] as [number, number]),
+    name: run.label, points: run.epochs.map((e) => [x(e), e.value] as [number, number]),
   }));
   return sideBySide([
     lineChart(series((e) => e.epoch + 1), { title: `${r.metric} per epoch`, xLabel: 'epoch', yLabel: r.metric, xMin: 0, hlines }),

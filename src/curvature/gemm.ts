@@ -14,10 +14,11 @@
 // `setGemmAutotune(false)` (or FNGD_GEMM_AUTOTUNE=0) turns measurement off for exact reproducibility:
 // the fixed thresholds above decide, so the route (and its rounding) depends on the shape alone.
 // `setGemmCache(file)` (or FNGD_GEMM_CACHE=file) keeps the measured routes across processes: read
-// at the first product, rewritten (atomically) after each new measurement, and used only on the
-// machine that measured them (CPU model, cores, libtorch and OpenBLAS threads and kernel set).
+// at the first product, merged and rewritten (atomically) after each new measurement, and used only
+// on the machine that measured them (CPU model, cores, libtorch, OpenBLAS's kernel set); the thread
+// count is part of every key.
 // Both routes give `mm`'s result up to float32 rounding; other devices and dtypes always use `mm`.
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { blasInfo, buildInfo, F, getNumThreads, scope, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
@@ -52,39 +53,71 @@ export function setGemmCache(file: string | null): void {
   cacheFile = file;
   routes.clear();
   cacheRead = false;
+  writeFailed = false;
 }
 
-/** What makes a measurement valid elsewhere: the same CPU, cores, threads and BLAS kernels. */
+/**
+ * What makes a measurement valid elsewhere: the same CPU, cores, libtorch and OpenBLAS kernel set.
+ * The thread count is part of each route's key instead (routeKey), so one file holds both.
+ */
 function machineKey(): string {
   const b = blasInfo();
-  return JSON.stringify({ cpu: cpus()[0]?.model.trim() ?? '?', cores: availableParallelism(), threads: getNumThreads(), torch: buildInfo().torchVersion, blas: b === null ? null : [b.core, b.threads] });
+  return JSON.stringify({ cpu: cpus()[0]?.model.trim() ?? '?', cores: availableParallelism(), torch: buildInfo().torchVersion, blas: b?.core ?? null });
 }
 
 interface CacheFile { machine: string; routes: Record<string, GemmRoute> }
 
+/** The file's routes when it was written on this machine; {} when absent, foreign or unreadable (said once). */
+function fileRoutes(file: string): Record<string, GemmRoute> {
+  let text: string;
+  try {
+    if (!existsSync(file)) return {};
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    warn('gemm', `gemm route cache ${file} cannot be read (${(e as Error).message}): measuring again`);
+    return {};
+  }
+  let c: Partial<CacheFile> | null;
+  try {
+    c = JSON.parse(text) as Partial<CacheFile> | null;
+  } catch (e) {
+    warn('gemm', `gemm route cache ${file} is not JSON (${(e as Error).message}): measuring again, and rewriting it`);
+    return {};
+  }
+  // Routes measured on another machine would be guesses: measure again.
+  if (c?.machine !== machineKey() || c.routes === null || typeof c.routes !== 'object') return {};
+  const out: Record<string, GemmRoute> = {};
+  for (const [k, r] of Object.entries(c.routes)) if (r === 'mm' || r === 'conv') out[k] = r;
+  return out;
+}
+
 function readCache(): void {
   cacheRead = true;
-  if (cacheFile === null || !existsSync(cacheFile)) return;
-  let c: CacheFile;
-  try {
-    c = JSON.parse(readFileSync(cacheFile, 'utf8')) as CacheFile;
-  } catch (e) {
-    warn('gemm', `gemm route cache ${cacheFile} is not JSON (${(e as Error).message}): measuring again, and rewriting it`);
-    return;
-  }
-  // Routes measured on another machine (or at other thread counts) would be guesses: measure again.
-  if (c?.machine !== machineKey() || c.routes === null || typeof c.routes !== 'object') return;
-  for (const [k, r] of Object.entries(c.routes)) if (r === 'mm' || r === 'conv') routes.set(k, r);
-}
-
-function writeCache(): void {
   if (cacheFile === null) return;
-  const tmp = `${cacheFile}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify({ machine: machineKey(), routes: Object.fromEntries(routes) } satisfies CacheFile, null, 1)}\n`);
-  renameSync(tmp, cacheFile);
+  for (const [k, r] of Object.entries(fileRoutes(cacheFile))) routes.set(k, r);
 }
 
-/** The routes chosen so far, by `kind:shape:dtype:device`, row counts rounded (for diagnostics and benchmarks). */
+let writeFailed = false;
+
+/**
+ * Rewrites the file atomically with its current routes and ours (ours win: another run sharing the
+ * file keeps what it measured). A failed write is said once and never stops a training step.
+ */
+function writeCache(): void {
+  if (cacheFile === null || writeFailed) return;
+  const tmp = `${cacheFile}.${process.pid}.tmp`;
+  try {
+    const merged = { ...fileRoutes(cacheFile), ...Object.fromEntries(routes) };
+    writeFileSync(tmp, `${JSON.stringify({ machine: machineKey(), routes: merged } satisfies CacheFile, null, 1)}\n`);
+    renameSync(tmp, cacheFile);
+  } catch (e) {
+    writeFailed = true;
+    rmSync(tmp, { force: true });
+    warn('gemm', `gemm route cache ${cacheFile} cannot be written (${(e as Error).message}): routes are kept for this process only`);
+  }
+}
+
+/** The routes chosen so far, by `kind:shape:dtype:device:tTHREADS`, row counts rounded (for diagnostics and benchmarks). */
 export function gemmRoutes(): Map<string, GemmRoute> {
   return new Map(routes);
 }
@@ -145,10 +178,13 @@ function measure(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
 
 const octave = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(n, 1)));
 
-/** The cache key: row counts (NT: m and n; TN: the summed N) rounded up to a power of two. */
+/**
+ * The cache key: row counts (NT: m and n; TN: the summed N) rounded up to a power of two, and the
+ * thread count (a route measured at one count says little about another).
+ */
 function routeKey(kind: Kind, x: Tensor, y: Tensor): string {
   const dims = kind === 'NT' ? [octave(x.size(0)), octave(y.size(0)), x.size(1)] : [octave(x.size(0)), x.size(1), y.size(1)];
-  return `${kind}:${dims.join('x')}:${x.dtype}:${x.device}`;
+  return `${kind}:${dims.join('x')}:${x.dtype}:${x.device}:t${getNumThreads()}`;
 }
 
 /** X Y^T for X [m, P], Y [n, P]: every pair of rows' dot product (Grams). */

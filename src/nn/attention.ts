@@ -124,6 +124,9 @@ export class MultiheadAttention extends Module {
   private attendProjected(q: Tensor, { k, v }: KeysValues, masks: AttentionMasks, needWeights: boolean): { output: Tensor; weights: Tensor | null } {
     const [b, h, l] = q.shape as [number, number, number, number];
     const s = k.size(2);
+    if (k.size(0) !== b || v.size(0) !== b || v.size(2) !== s) {
+      throw new RangeError(`MultiheadAttention: query batch ${b} against keys [${k.shape}] and values [${v.shape}] (projected [B, H, S, d]): batches and lengths must agree`);
+    }
     let scores = q.matmul(k.transpose(-2, -1)); // [B, H, L, S]
     const am = masks.attnMask ?? null;
     if (am !== null) {

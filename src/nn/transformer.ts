@@ -151,6 +151,8 @@ export class TransformerDecoderLayer extends Module {
     const [d1, d2, d3] = this.dropouts;
     let kv = self;
     const sa = (y: Tensor) => {
+      // k and v before q here (attendTo projects the query): decoding runs without autograd, so no
+      // curvature engine sees this order.
       const now = this.selfAttn.keysValues(y);
       kv = self === null ? now : { k: cat([self.k, now.k], 2), v: cat([self.v, now.v], 2) };
       return d1.forward(this.selfAttn.attendTo(y, kv, { keyPaddingMask: selfPad }));

@@ -2,7 +2,7 @@
 // their joint norm is at most maxNorm. Use it in a gradient hook, so that it sees the direction the
 // method wrote (NGD's, FNGD's, KFAC's, or the plain gradient) just before the rule applies it:
 //   opt.addGradientHook((params) => clipGradNorm(params, 1.0));
-import { noGrad, scope, stack, type Tensor } from '../tensor/index.js';
+import { callOp, noGrad, scope, stack, type Tensor } from '../tensor/index.js';
 
 export interface ClipGradNormOptions {
   /** The p of the p-norm (default 2; Infinity for the largest absolute entry). */
@@ -25,11 +25,11 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number, o: Clip
   return noGrad(() => scope(() => {
     const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
     if (grads.length === 0) return 0;
-    // Each gradient's norm stays on its device; the stacked norms (in float64, on the first gradient's
-    // device) give the total with one read back to JS, not one per gradient.
-    const where = { dtype: 'float64' as const, device: grads[0]!.device };
-    const norms = stack(grads.map((g) => (normType === Infinity ? g.abs().max() : g.norm(normType)).to(where)));
-    const total = (normType === Infinity ? norms.max() : norms.norm(normType)).item();
+    // Each gradient's norm is taken in float64 on its device (no float32 rounding of the sum); the
+    // stacked norms (on the first gradient's device) give the total with one read back to JS.
+    const device = grads[0]!.device;
+    const norms = stack(grads.map((g) => (callOp('aten::linalg_vector_norm', g, normType, null, false, 'float64') as Tensor).to({ device })));
+    const total = (callOp('aten::linalg_vector_norm', norms, normType) as Tensor).item();
     if (!Number.isFinite(total) && o.errorIfNonfinite) {
       throw new Error(`clipGradNorm: the total ${normType}-norm of the gradients is ${total}`);
     }

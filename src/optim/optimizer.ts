@@ -243,7 +243,7 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   /** One training step on a batch: the gradient phase, the gradient hooks, then `update()`. */
   step(input: StepInput): StepStats {
     const stats = this.computeDirection(input);
-    this.#apply(); // computeDirection checked the parameters and set the pending direction
+    this.update();
     return stats;
   }
 
@@ -320,10 +320,6 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
         'computes its direction from per-sample losses: call step({ perSampleLoss, sampleIds, epoch }), or computeDirection(...) ' +
         'then update(). (update() after loss.backward() would apply the plain gradient, i.e. SGD.)');
     }
-    this.#apply();
-  }
-
-  #apply(): void {
     this.#directionPending = false;
     noGrad(() => scope(() => {
       for (const group of this.paramGroups) {

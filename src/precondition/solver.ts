@@ -36,6 +36,10 @@ export interface CoefficientSolver {
   readonly settings: Record<string, number | string | boolean>;
   /** False when alpha depends on the right-hand side alone: no Gram is built (default true). */
   readonly needsGram?: boolean;
+  /**
+   * Must throw on a system with NaN or infinite entries, never return a non-finite alpha: the
+   * sample-space rule names overflowed gradients only when the solver refuses (sample-space.ts).
+   */
   solve(input: SolveInput): SolveOutput;
   /** Copies the caller will own. */
   stateDict(): SolverStateDict;

@@ -88,10 +88,11 @@ export class TransformerSeq2Seq extends Module {
     }));
   }
 
-  private embed(e: Embedding, tokens: Tensor): Tensor {
+  /** Embeddings of tokens [B, T] at positions start..start + T - 1 (scaled, plus positions, dropout). */
+  private embed(e: Embedding, tokens: Tensor, start = 0): Tensor {
     const t = tokens.size(1);
-    if (t > this.maxLen) throw new RangeError(`TransformerSeq2Seq: sequence length ${t} exceeds maxLen ${this.maxLen}`);
-    const pos = this.buffer('pos_encoding').narrow(0, 0, t);
+    if (start + t > this.maxLen) throw new RangeError(`TransformerSeq2Seq: sequence length ${start + t} exceeds maxLen ${this.maxLen}`);
+    const pos = this.buffer('pos_encoding').narrow(0, start, t);
     return this.dropout.forward(e.forward(tokens).mul(Math.sqrt(this.dModel)).add(pos));
   }
 
@@ -128,6 +129,15 @@ export class TransformerSeq2Seq extends Module {
     }
   }
 
+  /** `encoded` when given (checked against `src`), else `encode(src)`. */
+  private encodedFor(src: Tensor, encoded: Encoded | undefined): Encoded {
+    if (encoded === undefined) return this.encode(src);
+    if (encoded.memory.size(0) !== src.size(0) || encoded.srcPad.size(0) !== src.size(0) || encoded.srcPad.size(1) !== src.size(1)) {
+      throw new RangeError(`TransformerSeq2Seq: encoded memory [${encoded.memory.shape}] and padding [${encoded.srcPad.shape}] are not those of src [${src.shape}]`);
+    }
+    return encoded;
+  }
+
   /** The most tokens a decoder may generate: `maxLen` capped by the positional table (BOS takes one row). */
   private decodeLimit(maxLen: number | undefined): number {
     return Math.min(maxLen ?? this.maxLen - 1, this.maxLen - 1);
@@ -143,7 +153,7 @@ export class TransformerSeq2Seq extends Module {
     return this.inference(() => {
       const b = src.size(0);
       const limit = this.decodeLimit(o.maxLen);
-      const { memory, srcPad } = o.encoded ?? this.encode(src);
+      const { memory, srcPad } = this.encodedFor(src, o.encoded);
       const memories = this.decoder.memoryKeysValues(memory);
       const ys: number[][] = Array.from({ length: b }, () => [o.bos]);
       const done = new Array<boolean>(b).fill(false);
@@ -182,9 +192,7 @@ export class TransformerSeq2Seq extends Module {
    */
   decodeStep(tgt: Tensor, selfs: readonly KeysValues[], memories: readonly KeysValues[], srcPad: Tensor): { logits: Tensor; selfs: KeysValues[] } {
     const t = tgt.size(1) - 1;
-    if (t >= this.maxLen) throw new RangeError(`TransformerSeq2Seq: sequence length ${t + 1} exceeds maxLen ${this.maxLen}`);
-    const x = this.dropout.forward(this.tgtEmbed.forward(tgt.narrow(1, t, 1)).mul(Math.sqrt(this.dModel)).add(this.buffer('pos_encoding').narrow(0, t, 1)));
-    const r = this.decoder.step(x, selfs, memories, tgt.eq(this.padIdx), srcPad);
+    const r = this.decoder.step(this.embed(this.tgtEmbed, tgt.narrow(1, t, 1), t), selfs, memories, tgt.eq(this.padIdx), srcPad);
     return { logits: this.generator.forward(r.out).select(1, 0), selfs: r.selfs };
   }
 
@@ -211,7 +219,7 @@ export class TransformerSeq2Seq extends Module {
       const rows = b * k;
       const limit = this.decodeLimit(o.maxLen);
       const device = src.device;
-      const encoded = o.encoded ?? this.encode(src);
+      const encoded = this.encodedFor(src, o.encoded);
       // Row r is hypothesis r % k of sentence floor(r / k).
       const sentenceOf = tensor(Int32Array.from({ length: rows }, (_, r) => Math.floor(r / k)), { dtype: 'int64', device });
       const memories = this.decoder.memoryKeysValues(encoded.memory.indexSelect(0, sentenceOf));
