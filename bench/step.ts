@@ -37,18 +37,6 @@ class Block(nn.Module):
         if s.stride != 1 or s.extra:
             sc = F.pad(x[:, :, ::s.stride, ::s.stride], (0, 0, 0, 0, s.extra // 2, s.extra - s.extra // 2))
         return F.relu(out + sc)
-class ResNet20(nn.Module):
-    def __init__(s):
-        super().__init__()
-        s.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False); s.bn1 = nn.BatchNorm2d(16)
-        blocks, cin = [], 16
-        for cout, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(3):
-                blocks.append(Block(cin, cout, stride if i == 0 else 1)); cin = cout
-        s.blocks = nn.Sequential(*blocks); s.fc = nn.Linear(64, 10)
-    def forward(s, x):
-        x = s.blocks(F.relu(s.bn1(s.conv1(x))))
-        return s.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 class Block18(nn.Module):
     def __init__(s, cin, cout, stride):
         super().__init__()
@@ -58,15 +46,16 @@ class Block18(nn.Module):
     def forward(s, x):
         out = s.bn2(s.conv2(F.relu(s.bn1(s.conv1(x)))))
         return F.relu(out + (x if s.down is None else s.down(x)))
-class ResNet18(nn.Module):
-    def __init__(s):
+class ResNet(nn.Module):
+    # CIFAR ResNets: conv3x3 stem, stages of n blocks at these widths (stride 2 from the second), fc.
+    def __init__(s, block, widths, n):
         super().__init__()
-        s.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False); s.bn1 = nn.BatchNorm2d(64)
-        blocks, cin = [], 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            for i in range(2):
-                blocks.append(Block18(cin, cout, stride if i == 0 else 1)); cin = cout
-        s.blocks = nn.Sequential(*blocks); s.fc = nn.Linear(512, 10)
+        s.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False); s.bn1 = nn.BatchNorm2d(widths[0])
+        blocks, cin = [], widths[0]
+        for k, cout in enumerate(widths):
+            for i in range(n):
+                blocks.append(block(cin, cout, 2 if i == 0 and k > 0 else 1)); cin = cout
+        s.blocks = nn.Sequential(*blocks); s.fc = nn.Linear(cin, 10)
     def forward(s, x):
         x = s.blocks(F.relu(s.bn1(s.conv1(x))))
         return s.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
@@ -77,9 +66,9 @@ def mlp():
 interface Case { name: string; model: () => Layer; shape: number[]; py: string; iters: number }
 const CASES: Case[] = [
   { name: 'mlp', model: () => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), shape: [B, 1, 28, 28], py: 'mlp()', iters: 20 },
-  { name: 'resnet20', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], py: 'ResNet20()', iters: 2 },
+  { name: 'resnet20', model: () => resnetSmall({ depth: 20, classes: 10 }), shape: [B, 3, 32, 32], py: 'ResNet(Block, (16, 32, 64), 3)', iters: 2 },
   // The paper's CIFAR ResNet-18 (11.2M parameters): minutes per round on a laptop CPU, for GPUs.
-  { name: 'resnet18', model: () => resnet18Cifar({ classes: 10 }), shape: [B, 3, 32, 32], py: 'ResNet18()', iters: 2 },
+  { name: 'resnet18', model: () => resnet18Cifar({ classes: 10 }), shape: [B, 3, 32, 32], py: 'ResNet(Block18, (64, 128, 256, 512), 2)', iters: 2 },
 ];
 const picked = (flag(argv, 'case') ?? 'mlp,resnet20').split(',');
 for (const n of picked) if (!CASES.some((c) => c.name === n)) throw new RangeError(`bench:step: unknown --case '${n}' (${CASES.map((c) => c.name).join(', ')})`);

@@ -126,18 +126,19 @@ export class TransformerDecoderLayer extends Module {
     const [d1, d2, d3] = this.dropouts;
     const sa = (x: Tensor) => d1.forward(this.selfAttn.forward(x, x, x, { attnMask: masks.tgtMask, keyPaddingMask: masks.tgtKeyPaddingMask }));
     const ca = (x: Tensor) => d2.forward(this.crossAttn.forward(x, memory, memory, { attnMask: masks.memoryMask, keyPaddingMask: masks.memoryKeyPaddingMask }));
-    const ff = (x: Tensor) => d3.forward(this.ff.forward(x));
-    let x = tgt;
+    return this.sublayers(tgt, sa, ca, (x: Tensor) => d3.forward(this.ff.forward(x)));
+  }
+
+  /** The three residual sublayers around their norms, pre-norm or post-norm (forward and step share it). */
+  private sublayers(x: Tensor, sa: (y: Tensor) => Tensor, ca: (y: Tensor) => Tensor, ff: (y: Tensor) => Tensor): Tensor {
     if (this.normFirst) {
       x = x.add(sa(this.norm1.forward(x)));
       x = x.add(ca(this.norm2.forward(x)));
-      x = x.add(ff(this.norm3.forward(x)));
-    } else {
-      x = this.norm1.forward(x.add(sa(x)));
-      x = this.norm2.forward(x.add(ca(x)));
-      x = this.norm3.forward(x.add(ff(x)));
+      return x.add(ff(this.norm3.forward(x)));
     }
-    return x;
+    x = this.norm1.forward(x.add(sa(x)));
+    x = this.norm2.forward(x.add(ca(x)));
+    return this.norm3.forward(x.add(ff(x)));
   }
 
   /**
@@ -158,18 +159,8 @@ export class TransformerDecoderLayer extends Module {
       return d1.forward(this.selfAttn.attendTo(y, kv, { keyPaddingMask: selfPad }));
     };
     const ca = (y: Tensor) => d2.forward(this.crossAttn.attendTo(y, memory, { keyPaddingMask: memoryPad }));
-    const ff = (y: Tensor) => d3.forward(this.ff.forward(y));
-    let y = x;
-    if (this.normFirst) {
-      y = y.add(sa(this.norm1.forward(y)));
-      y = y.add(ca(this.norm2.forward(y)));
-      y = y.add(ff(this.norm3.forward(y)));
-    } else {
-      y = this.norm1.forward(y.add(sa(y)));
-      y = this.norm2.forward(y.add(ca(y)));
-      y = this.norm3.forward(y.add(ff(y)));
-    }
-    return { out: y, self: kv! };
+    const out = this.sublayers(x, sa, ca, (y: Tensor) => d3.forward(this.ff.forward(y)));
+    return { out, self: kv! };
   }
 }
 
