@@ -22,7 +22,7 @@ const B = 128;
 // gradients into denormal floats, 10x slower on a CPU, in both stacks).
 const LR = 1e-6;
 
-// The same two models in PyTorch: the MLP, and ResNet-20 with option-A shortcuts.
+// The same models in PyTorch: the MLP, ResNet-20 (option-A shortcuts) and ResNet-18 (option B).
 const PY_MODELS = `
 import torch.nn as nn, torch.nn.functional as F
 class Block(nn.Module):
