@@ -2,6 +2,7 @@
 // (Debian python3-torch) worker timed in the same rounds as our code.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
+import { gemmRoutes } from '../src/curvature/gemm.js';
 import { benchMachine } from './machine.js';
 
 export function median(xs: number[]): number {
@@ -238,11 +239,14 @@ export class PythonWorker {
   }
 }
 
-/** `--json` prints one JSON object; otherwise a readable table. */
-/** Prints a benchmark's result (one JSON line with --json, which also records the machine). */
+/**
+ * Prints a benchmark's result: one JSON line with --json, which also records the machine and the
+ * gemm routes this process measured (a route picked wrongly moves a step ratio by tens of percent);
+ * otherwise a readable table.
+ */
 export function report(result: Record<string, unknown>, json: boolean): void {
   if (json) {
-    console.log(JSON.stringify({ ...result, machine: benchMachine() }));
+    console.log(JSON.stringify({ ...result, gemm_routes: Object.fromEntries(gemmRoutes()), machine: benchMachine() }));
     return;
   }
   const w = Math.max(...Object.keys(result).map((k) => k.length));

@@ -195,7 +195,12 @@ test('FNGD resumed from a checkpoint across the NGD/reuse boundary reproduces th
   const { join } = await import('node:path');
   const { Trainer } = await import('../src/train/trainer.js');
   const { createTask } = await import('../src/train/tasks.js');
+  const { setGemmAutotune } = await import('../src/curvature/gemm.js');
   const dir = mkdtempSync(join(tmpdir(), 'fngd-resume-'));
+  // Fixed product routes: the uninterrupted and the interrupted run share this process, and the
+  // autotuner's first products (timed on alternating routes) would fall in different steps of the
+  // two. (A resumed process takes the routes from the checkpoint: the next test.)
+  setGemmAutotune(false);
   const run = async (out: string, o: { stopAfter?: number; resume?: boolean }): Promise<number[]> => {
     T.manualSeed(1);
     const task = createTask('mnist-mlp', { batchSize: 32, seed: 4, trainLimit: 128, evalLimit: 64, evalBatchSize: 64 });
@@ -216,6 +221,52 @@ test('FNGD resumed from a checkpoint across the NGD/reuse boundary reproduces th
     const resumed = await run(join(dir, 'b'), { resume: true });
     assert.deepEqual(resumed, full);
   } finally {
+    setGemmAutotune(true);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a resumed FNGD run takes the product routes its checkpoint carries, as a new process would', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { Trainer } = await import('../src/train/trainer.js');
+  const { createTask } = await import('../src/train/tasks.js');
+  const { gemmRoutes, gemmState, restoreGemmState, setGemmAutotune } = await import('../src/curvature/gemm.js');
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-routes-'));
+  const run = async (out: string, o: { stopAfter?: number; resume?: boolean }): Promise<number[]> => {
+    T.manualSeed(1);
+    const task = createTask('mnist-mlp', { batchSize: 32, seed: 4, trainLimit: 128, evalLimit: 64, evalBatchSize: 64 });
+    const opt = FNGD(task.model, { lr: 0.05, momentum: 0.9, numSamples: task.trainLoader.dataset.length });
+    try {
+      const r = await new Trainer(task as never, opt, { epochs: 3, seed: 4, outDir: out, resume: o.resume, stopAfterSteps: o.stopAfter, progress: false }).fit();
+      return r.steps.map((s) => s.loss);
+    } finally {
+      opt.dispose();
+      task.dispose();
+    }
+  };
+  try {
+    setGemmAutotune(true);
+    await run(join(dir, 'measure'), {}); // decides every product's route
+    const decided = gemmState();
+    assert.ok(Object.keys(decided.routes).length >= 3, 'the weight products were timed');
+    // Both runs start from the decided routes; the interrupted one stops, "a new process" (nothing
+    // measured) resumes it, and must take the routes from the checkpoint rather than time them anew
+    // on alternating routes, which round differently.
+    setGemmAutotune(true);
+    restoreGemmState(decided);
+    const full = await run(join(dir, 'a'), {});
+    setGemmAutotune(true);
+    restoreGemmState(decided);
+    await run(join(dir, 'b'), { stopAfter: 6 });
+    setGemmAutotune(true);
+    assert.equal(gemmRoutes().size, 0);
+    const resumed = await run(join(dir, 'b'), { resume: true });
+    for (const [k, r] of Object.entries(decided.routes)) assert.equal(gemmRoutes().get(k), r, `route of ${k} from the checkpoint`);
+    assert.deepEqual(resumed, full);
+  } finally {
+    setGemmAutotune(true);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -228,5 +228,6 @@ export function alphaOf(alpha: Alpha, name: string, b: number, what = 'Capture.w
   else a = (alpha as Record<string, Tensor>)[name] ?? null;
   if (a === null) return null;
   if (a.dim !== 1 || a.size(0) !== b) throw new RangeError(`${what}: alpha for '${name}' must have shape [${b}], got [${a.shape}]`);
-  return a.detach();
+  // No detach: the weighted gradients are made under noGrad, so alpha never joins a graph.
+  return a;
 }

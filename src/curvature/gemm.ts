@@ -3,14 +3,20 @@
 // Which is faster depends on the shape and on the machine: on the 2-core Intel dev machine oneDNN
 // won from P = 192 (X Y^T, 646 -> 271 us at [128, 784]) and BLAS below, but the thresholds measured
 // there were wrong on an AMD EPYC (issue 13). So routes are chosen by measurement, the way
-// cudnn.benchmark does: on the first product of a given (kind, shape, dtype, device) both routes are
-// timed (interleaved, median of a few runs) and the faster is cached for the process.
+// cudnn.benchmark does, but timed where they run: the first products of a given (kind, shape, dtype,
+// device) alternate between the routes inside the training steps, each timed, and once each route
+// has run TRIALS times the faster (median, warm-up runs dropped) is cached for the process. Why not
+// time them apart, on the first use: on that AMD a product's time depends on what ran just before it
+// (libtorch's OpenMP threads and OpenBLAS's own pool share two cores), and isolated timings picked
+// oneDNN for the MLP's weight products in some processes, where inside a step `mm` is 1.6x faster:
+// that reuse step cost 1.35x SGD's instead of 1.07x. The trial products are the step's own (no
+// extra work); their results differ only by float32 rounding.
 // Sequence models change the row counts every batch (B x T with T the batch's longest sentence), so
 // the cache key rounds the row counts (NT: both operands' rows; TN: the summed rows) up to a power
 // of two: a new measurement per octave, not per length. Before that, a Multi30K epoch re-measured
 // its output projection's [B T, 7857] Gram product (8 runs of up to 16 s) for nearly every new T.
 // Products that take long (over SLOW_MS a run) are decided from one run per route: their timing
-// noise is small beside the difference, and every extra run costs a whole product.
+// noise is small beside the difference, and every run of the slower route costs a whole product.
 // `setGemmAutotune(false)` (or FNGD_GEMM_AUTOTUNE=0) turns measurement off for exact reproducibility:
 // the fixed thresholds above decide, so the route (and its rounding) depends on the shape alone.
 // `setGemmCache(file)` (or FNGD_GEMM_CACHE=file) keeps the measured routes across processes: read
@@ -20,7 +26,7 @@
 // Both routes give `mm`'s result up to float32 rounding; other devices and dtypes always use `mm`.
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
-import { blasInfo, buildInfo, F, getNumThreads, scope, type Tensor } from '../tensor/index.js';
+import { blasInfo, buildInfo, F, getNumThreads, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 
 export type GemmRoute = 'mm' | 'conv';
@@ -30,13 +36,17 @@ type Kind = 'NT' | 'TN';
 const NT_CONV_MIN_P = 192;
 /** Output size (rows x cols) from which `gemmTN` goes through oneDNN when autotuning is off. */
 const TN_CONV_MIN_OUT = 1 << 16;
-/** Timed runs per route (after one warm-up each). */
-const TRIALS = 3;
-/** A warm-up run slower than this (ms) on both routes decides alone. */
+/** Timed runs per route before a route is chosen (the first of each is a warm-up and not counted). */
+const TRIALS = 4;
+/** A first run slower than this (ms) on both routes decides alone. */
 const SLOW_MS = 50;
+/** oneDNN must beat `mm` by 5% to be chosen: `mm` is the plain path, and a near tie should not flip between runs. */
+const CONV_MARGIN = 0.95;
 
 let autotune = process.env.FNGD_GEMM_AUTOTUNE !== '0';
 const routes = new Map<string, GemmRoute>();
+/** Products still being timed: each route's run times (ms) so far. */
+const trials = new Map<string, Record<GemmRoute, number[]>>();
 
 let cacheFile: string | null = process.env.FNGD_GEMM_CACHE || null;
 let cacheRead = false;
@@ -45,6 +55,7 @@ let cacheRead = false;
 export function setGemmAutotune(on: boolean): void {
   autotune = on;
   routes.clear();
+  trials.clear();
   cacheRead = false;
 }
 
@@ -52,6 +63,7 @@ export function setGemmAutotune(on: boolean): void {
 export function setGemmCache(file: string | null): void {
   cacheFile = file;
   routes.clear();
+  trials.clear();
   cacheRead = false;
   writeFailed = false;
 }
@@ -117,6 +129,39 @@ function writeCache(): void {
   }
 }
 
+/** The autotuner's state as a checkpoint keeps it (JSON). */
+export interface GemmState {
+  /** The machine that measured it (see machineKey). */
+  machine: string;
+  routes: Record<string, GemmRoute>;
+  /** Keys still being timed: each route's run times so far (ms). */
+  trials: Record<string, Record<GemmRoute, number[]>>;
+}
+
+/**
+ * The routes measured so far and the timings in progress. The routes round differently, so a
+ * resumed run that measured afresh would not continue the run exactly: the trainer keeps this in
+ * its checkpoints and restores it (`restoreGemmState`) on resume.
+ */
+export function gemmState(): GemmState {
+  const t: GemmState['trials'] = {};
+  for (const [k, v] of trials) t[k] = { mm: [...v.mm], conv: [...v.conv] };
+  return { machine: machineKey(), routes: Object.fromEntries(routes), trials: t };
+}
+
+/**
+ * Takes over a saved state: its routes (over any measured or read here) and its timings in
+ * progress. Ignored with autotuning off and from another machine, where its routes would be
+ * guesses. Returns whether it was taken.
+ */
+export function restoreGemmState(s: GemmState | null | undefined): boolean {
+  if (!autotune || s === null || s === undefined || s.machine !== machineKey()) return false;
+  if (!cacheRead) readCache();
+  for (const [k, r] of Object.entries(s.routes ?? {})) if (r === 'mm' || r === 'conv') routes.set(k, r);
+  for (const [k, t] of Object.entries(s.trials ?? {})) if (!routes.has(k)) trials.set(k, { mm: [...t.mm], conv: [...t.conv] });
+  return true;
+}
+
 /** The routes chosen so far, by `kind:shape:dtype:device:tTHREADS`, row counts rounded (for diagnostics and benchmarks). */
 export function gemmRoutes(): Map<string, GemmRoute> {
   return new Map(routes);
@@ -147,33 +192,49 @@ function fixedRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
   return kind === 'NT' ? (x.size(1) >= NT_CONV_MIN_P ? 'conv' : 'mm') : (x.size(1) * y.size(1) >= TN_CONV_MIN_OUT ? 'conv' : 'mm');
 }
 
-/** The route for this product: measured once per key, or the fixed rule. */
-export function gemmRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
+/**
+ * The route this product takes from now on: the fixed rule (autotuning off, other devices and
+ * dtypes), the route measured for its key, or null while its key is still being timed.
+ */
+export function gemmRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute | null {
   if (!viaConv(x)) return 'mm';
   if (!autotune) return fixedRoute(kind, x, y);
   if (!cacheRead) readCache();
-  const key = routeKey(kind, x, y);
-  const known = routes.get(key);
-  if (known !== undefined) return known;
-  const route = measure(kind, x, y);
-  routes.set(key, route);
-  writeCache();
-  return route;
+  return routes.get(routeKey(kind, x, y)) ?? null;
 }
 
-/** Times both routes on this product (interleaved, median of TRIALS after a warm-up) and names the faster. */
-function measure(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
-  const time = (r: GemmRoute): number => scope(() => {
-    const t0 = performance.now();
-    RUN[kind][r](x, y).sum().item(); // .item() waits for the result
-    return performance.now() - t0;
-  });
-  const warm = { mm: time('mm'), conv: time('conv') };
-  if (Math.min(warm.mm, warm.conv) > SLOW_MS) return warm.conv < warm.mm ? 'conv' : 'mm';
-  const t: Record<GemmRoute, number[]> = { mm: [], conv: [] };
-  for (let i = 0; i < TRIALS; i++) for (const r of (i % 2 === 0 ? ['mm', 'conv'] : ['conv', 'mm']) as GemmRoute[]) t[r].push(time(r));
-  const median = (v: number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
-  return median(t.conv) < median(t.mm) ? 'conv' : 'mm';
+/** The product on its route; a key still being timed runs the route with fewer runs, timed. */
+function product(kind: Kind, x: Tensor, y: Tensor): Tensor {
+  const known = gemmRoute(kind, x, y);
+  if (known !== null) return RUN[kind][known](x, y);
+  const key = routeKey(kind, x, y);
+  let t = trials.get(key);
+  if (t === undefined) trials.set(key, (t = { mm: [], conv: [] }));
+  const route: GemmRoute = t.mm.length <= t.conv.length ? 'mm' : 'conv';
+  // On the CPU an op returns when its result is complete: the wall time is the product's.
+  const t0 = performance.now();
+  const out = RUN[kind][route](x, y);
+  t[route].push(performance.now() - t0);
+  const decided = decide(t);
+  if (decided !== null) {
+    trials.delete(key);
+    routes.set(key, decided);
+    writeCache();
+  }
+  return out;
+}
+
+/**
+ * The faster route once both have their runs (null before): medians without the warm-up runs,
+ * oneDNN by a margin; slow products by their first runs.
+ * @internal exported for tests
+ */
+export function decide(t: Record<GemmRoute, number[]>): GemmRoute | null {
+  if (t.conv.length === 0) return null;
+  if (Math.min(t.mm[0]!, t.conv[0]!) > SLOW_MS) return t.conv[0]! < t.mm[0]! * CONV_MARGIN ? 'conv' : 'mm';
+  if (t.conv.length < TRIALS) return null;
+  const median = (v: number[]): number => [...v.slice(1)].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)]!;
+  return median(t.conv) < median(t.mm) * CONV_MARGIN ? 'conv' : 'mm';
 }
 
 const octave = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(n, 1)));
@@ -189,10 +250,10 @@ function routeKey(kind: Kind, x: Tensor, y: Tensor): string {
 
 /** X Y^T for X [m, P], Y [n, P]: every pair of rows' dot product (Grams). */
 export function gemmNT(x: Tensor, y: Tensor, route?: GemmRoute): Tensor {
-  return RUN.NT[route ?? gemmRoute('NT', x, y)](x, y);
+  return route === undefined ? product('NT', x, y) : RUN.NT[route](x, y);
 }
 
 /** X^T Y for X [N, m], Y [N, n]: a sum over the N rows (weight gradients, KFAC factors). */
 export function gemmTN(x: Tensor, y: Tensor, route?: GemmRoute): Tensor {
-  return RUN.TN[route ?? gemmRoute('TN', x, y)](x, y);
+  return route === undefined ? product('TN', x, y) : RUN.TN[route](x, y);
 }

@@ -182,7 +182,8 @@ export abstract class LayerCurvature {
 
   /** alpha [B] -> a view that broadcasts against a [B, ...] tensor of `dims` dimensions. */
   protected alphaFor(alpha: Tensor, dims: number): Tensor {
-    return alpha.to(this.dtype).reshape([this.batch, ...new Array<number>(dims - 1).fill(1)]);
+    const dtype = this.dtype;
+    return (alpha.dtype === dtype ? alpha : alpha.to(dtype)).reshape([this.batch, ...new Array<number>(dims - 1).fill(1)]);
   }
 
   /** Materialize cost: per-sample flops `psg` and the Gram over P columns, chunked to fit. */

@@ -10,17 +10,41 @@ import { gemmTN } from './gemm.js';
 export class LinearCurvature extends LayerCurvature {
   readonly kind = 'linear' as const;
   readonly positions: number;
-  /** [B, T, in] and [B, T, out], uses concatenated along T. */
-  readonly a: Tensor;
-  readonly d: Tensor;
+  /**
+   * Inputs [B T, in] and output gradients [B T, out], a sample's T positions in consecutive rows.
+   * One use of a [B, in] layer is taken as it is: the common MLP case makes no tensor at all (each
+   * op call costs several microseconds, and a reuse step wants SGD's cost).
+   */
+  readonly aRows: Tensor;
+  readonly dRows: Tensor;
+  readonly #a: Tensor | null = null;
+  readonly #d: Tensor | null = null;
 
   constructor(name: string, layer: Linear, uses: Use[], batch: number) {
     super(name, layer, uses, batch);
-    const as = uses.map((u) => u.input.reshape(batch, -1, layer.inFeatures));
-    const ds = uses.map((u) => u.delta.reshape(batch, -1, layer.outFeatures));
-    this.a = this.own(as.length === 1 ? as[0]! : cat(as, 1));
-    this.d = this.own(ds.length === 1 ? ds[0]! : cat(ds, 1));
-    this.positions = this.a.size(1);
+    const { inFeatures: din, outFeatures: dout } = layer;
+    if (uses.length === 1 && uses[0]!.input.dim === 2) {
+      this.aRows = uses[0]!.input;
+      this.dRows = uses[0]!.delta;
+    } else {
+      const as = uses.map((u) => u.input.reshape(batch, -1, din));
+      const ds = uses.map((u) => u.delta.reshape(batch, -1, dout));
+      this.#a = this.own(as.length === 1 ? as[0]! : cat(as, 1));
+      this.#d = this.own(ds.length === 1 ? ds[0]! : cat(ds, 1));
+      this.aRows = this.own(this.#a.reshape(-1, din));
+      this.dRows = this.own(this.#d.reshape(-1, dout));
+    }
+    this.positions = this.aRows.size(0) / batch;
+  }
+  // [B, 1, *] views of a 2D use are made per call, in the caller's scope: cached, one made inside a
+  // Gram's inner scope would be freed with it.
+  /** Inputs [B, T, in], uses concatenated along T. */
+  get a(): Tensor {
+    return this.#a ?? this.aRows.unsqueeze(1);
+  }
+  /** Output gradients [B, T, out], uses concatenated along T. */
+  get d(): Tensor {
+    return this.#d ?? this.dRows.unsqueeze(1);
   }
   get lin(): Linear {
     return this.layer as Linear;
@@ -48,20 +72,19 @@ export class LinearCurvature extends LayerCurvature {
   weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {
     const { inFeatures: din, outFeatures: dout } = this.lin;
     // sum_i alpha_i D_i^T A_i: scale whichever of D and A is smaller (A never in place: other layers may read it).
-    const al = this.alphaFor(alpha, 3);
+    // One position per sample scales the rows directly; T of them scale [B, T, *] views of the rows.
+    const t1 = this.positions === 1;
+    const al = this.alphaFor(alpha, t1 ? 2 : 3);
     const scaleD = dout <= din;
-    const d = (scaleD ? scaled(this.d, al, o.scratch, o.overwriteDeltas) : this.d).reshape(-1, dout);
-    const a = (scaleD ? this.a : scaled(this.a, al, o.scratch)).reshape(-1, din);
-    const bias = this.lin.bias === null ? null : scaleD ? d.sum(0) : this.d.sum(1).t().matmul(alpha.to(this.dtype));
+    const d = scaleD ? scaled(t1 ? this.dRows : this.d, al, o.scratch, o.overwriteDeltas).view(-1, dout) : this.dRows;
+    const a = scaleD ? this.aRows : scaled(t1 ? this.aRows : this.a, al, o.scratch).view(-1, din);
+    const bias = this.lin.bias === null ? null : scaleD ? d.sum(0) : (t1 ? this.dRows : this.d.sum(1)).t().matmul(al.view(-1));
     return { weight: gemmTN(d, a), bias };
   }
 
   kfac(): KfacFactors {
-    const t = this.positions;
-    const n = this.batch * t;
-    const a = this.a.reshape(n, this.lin.inFeatures);
-    const d = this.d.reshape(n, this.lin.outFeatures);
-    return { A: secondMoment(a, this.lin.bias !== null, n), G: gemmTN(d, d).div(this.batch), aDiagonal: false, positions: t };
+    const n = this.batch * this.positions;
+    return { A: secondMoment(this.aRows, this.lin.bias !== null, n), G: gemmTN(this.dRows, this.dRows).div(this.batch), aDiagonal: false, positions: this.positions };
   }
 
   costs(maxBytes: number): { pairwise: MethodCost | null; materialize: MethodCost | null } {

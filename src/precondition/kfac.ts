@@ -365,8 +365,8 @@ function lowRankFactors(layers: readonly LayerCurvature[], factors: Map<string, 
     const dG = f.Ginv.size(0);
     const dA = f.Ainv.size(0);
     if (n * (dG * dG + dA * dA + dG * dA) >= dG * dA * (dG + dA)) continue;
-    const d = l.d.reshape(n, dG);
-    const a = l.a.reshape(n, -1);
+    const d = l.dRows;
+    const a = l.aRows;
     const abar = dA === a.size(1) ? a : cat([a, ones([n, 1], { dtype: a.dtype, device: a.device })], 1);
     out.set(l.name, { left: f.Ginv.mm(d.t()).div(l.batch), right: abar.mm(f.Ainv) });
   }

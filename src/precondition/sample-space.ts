@@ -220,7 +220,10 @@ export class SampleSpacePreconditioner implements Preconditioner {
     // (engine.writeGlobalWeightedGradients) gives the covered layers the same sum (up to BatchNorm's
     // coupling of samples): it would weight the uncovered parameters' gradients by alpha too, and a
     // reuse step would then no longer equal the solve step it replays.
-    cap.writeWeightedGradients(alphaByGroup(c), { consume: true });
+    // Converted to the model's dtype once here, not once per layer (each op call costs microseconds).
+    const dtype = cap.layers[0]?.dtype ?? c.alpha.dtype;
+    const alpha = c.alpha.dtype === dtype ? c.alpha : c.alpha.to(dtype);
+    cap.writeWeightedGradients(alphaByGroup({ ...c, alpha }), { consume: true });
   }
 
   stateDict(): PreconditionerStateDict {

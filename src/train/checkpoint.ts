@@ -8,6 +8,7 @@
 // with a useless one (the run dies on the error, the old checkpoint stays), and loading one is a
 // corrupt checkpoint, named with the tensor.
 import { CHECKSUM_KEY, loadSafetensors, readSafetensorsMetadata, saveSafetensors, type Module } from '../nn/index.js';
+import type { GemmState } from '../curvature/index.js';
 import type { Optimizer, OptimizerMeta } from '../optim/index.js';
 import { scope, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
@@ -28,6 +29,8 @@ export interface TrainerState {
   /** Running sums of the current epoch's training loss (so a mid-epoch resume reports it whole). */
   epochLossSum: number;
   epochSamples: number;
+  /** The curvature engine's product routes so far (curvature/gemm.ts); absent in older checkpoints. */
+  gemm?: GemmState;
 }
 
 interface CheckpointMeta<S> {

@@ -9,6 +9,7 @@
 // a checkpoint with NaN weights are errors; the last good checkpoint is never replaced by a bad one.
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { gemmState, restoreGemmState } from '../curvature/index.js';
 import { deriveSeed, type BaseBatch, type DataLoader } from '../data/index.js';
 import { applySchedule, type Optimizer, type Schedule } from '../optim/index.js';
 import { manualSeed, scope } from '../tensor/index.js';
@@ -138,6 +139,8 @@ export class Trainer<B extends BaseBatch> {
       const ckpt = dir?.checkpointPath ?? null;
       if (dir?.mode === 'resume') {
         state = loadCheckpoint(dir.checkpointPath, task.model, optimizer);
+        // The product routes the run took so far: the same ones from here on (they round differently).
+        restoreGemmState(state.gemm);
         // The logs hold exactly the checkpoint's history: lines written after it are dropped.
         dir.restoreLogs(state.epochs, state.steps);
         this.log(`resuming from ${ckpt}: epoch ${state.epoch}, step ${state.step}`);
@@ -181,7 +184,7 @@ export class Trainer<B extends BaseBatch> {
           const stop = this.#interrupted || (o.stopAfterSteps !== undefined && stepsThisCall >= o.stopAfterSteps);
           if (stop || (o.checkpointEvery > 0 && state.globalStep % o.checkpointEvery === 0 && state.step < epoch.length)) {
             flushTime();
-            if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config, task.preprocessing);
+            if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, { ...state, gemm: gemmState() }, o.config, task.preprocessing);
           }
           if (stop) {
             bar.done();
@@ -223,7 +226,7 @@ export class Trainer<B extends BaseBatch> {
         state.step = 0;
         state.epochLossSum = 0;
         state.epochSamples = 0;
-        if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, state, o.config, task.preprocessing);
+        if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, { ...state, gemm: gemmState() }, o.config, task.preprocessing);
       }
       return { epochs: state.epochs, steps: state.steps, status: 'done' };
     } finally {
