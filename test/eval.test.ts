@@ -83,7 +83,7 @@ function once<T>(make: () => T): () => T {
 
 const m30k = once(() => {
   const data = tinyMulti30k();
-  const args = ['--task', 'multi30k-transformer', '--optimizer', 'adamw', '--batch-size', '16', '--train-limit', '32', '--eval-limit', '8', '--data-dir', dirname(data)];
+  const args = ['--task', 'multi30k-transformer', '--optimizer', 'adamw', '--batch-size', '16', '--train-limit', '32', '--eval-limit', '8', '--data-dir', dirname(data), '--eval-beam', '2'];
   return { ...train('m30k', args), data };
 });
 const mnistRun = once(() => train('mnist', ['--task', 'mnist-mlp', '--batch-size', '64', '--train-limit', '256', '--eval-limit', '300']));
@@ -125,6 +125,13 @@ test('eval of a multi30k-transformer checkpoint on the val and test files reprod
   assert.equal(report.epochs_trained, 1);
   assert.deepEqual(report.decode, { beam: 1, length_penalty: 0, max_len: 'longest source + 10' });
   assert.deepEqual(report.data, { src, ref });
+
+  // --eval-beam 2 logged a beam search's BLEU each epoch (length penalty 0.6 by default): eval's own beam search gives it.
+  assert.ok(log.test_bleu_beam2! > 0 && log.val_bleu_beam2! > 0, `the logged beam BLEU is not zero: ${JSON.stringify(log)}`);
+  const beam = evaluate(['--run', dir, '--beam', '2', '--length-penalty', '0.6']);
+  assert.equal(beam.sets.val!.bleu, log.val_bleu_beam2);
+  assert.equal(beam.sets.test!.bleu, log.test_bleu_beam2);
+  assert.equal(log.test_metric, log.test_bleu, 'greedy BLEU stays the metric');
 });
 
 /** What the task's model decodes for its validation sentences, by its own decoding functions; and the task's BLEU with `decode`. */

@@ -70,25 +70,31 @@ export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, l
  * loader of a TranslationDataset, in eval mode without autograd. The vocabulary is lower-cased
  * when the dataset is, so the references are lower-cased too (BLEU is then case-insensitive).
  */
-export function evaluateTranslation(model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}): Record<string, number> {
+export function evaluateTranslation(
+  model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}, beamEval?: { beam: number; lengthPenalty: number },
+): Record<string, number> {
   const data = loader.dataset as TranslationDataset;
   const hyps: string[] = [];
+  const beamHyps: string[] = [];
   const refs: string[] = [];
   let lossSum = 0;
   let tokens = 0;
+  const text = (ids: number[]): string => detokenize(data.tgtVocab.decode(ids));
   eachEvalBatch(model, loader, (b) => {
     const src = onDevice(b.src, device);
-    // One encoder pass for both the teacher-forced loss and the decoding (forward = encode + decode).
+    // One encoder pass for the teacher-forced loss and the decodings (forward = encode + decode).
     const encoded = model.encode(src);
     const logits = model.decode(onDevice(b.tgtIn, device), encoded.memory, encoded.srcPad);
     lossSum += crossEntropyPerSample(logits, onDevice(b.tgtOut, device), { ignoreIndex: PAD }).sum().item();
     tokens += b.numTgtTokens;
     for (const [j, ids] of translateBatch(model, src, b.srcLengths, decode, encoded).entries()) {
-      hyps.push(detokenize(data.tgtVocab.decode(ids)));
+      hyps.push(text(ids));
       const ref = data.tgtText[b.ids[j]!]!;
       refs.push(data.lowercase ? ref.toLowerCase() : ref);
     }
+    if (beamEval !== undefined) for (const ids of translateBatch(model, src, b.srcLengths, { ...decode, ...beamEval }, encoded)) beamHyps.push(text(ids));
   });
   const bleu = corpusBleu(hyps, refs).score;
-  return { loss: lossSum / tokens, bleu, metric: bleu };
+  const beam = beamEval === undefined ? {} : { [`bleu_beam${beamEval.beam}`]: corpusBleu(beamHyps, refs).score };
+  return { loss: lossSum / tokens, bleu, ...beam, metric: bleu };
 }

@@ -39,6 +39,11 @@ export interface TaskOptions {
   /** multi30k-transformer: how evaluation decodes (default greedy). */
   decode?: DecodeOptions;
   /**
+   * multi30k-transformer: a beam search evaluated beside `decode` every epoch, logged as
+   * `bleu_beamN` (greedy stays the run's metric).
+   */
+  beamEval?: { beam: number; lengthPenalty: number };
+  /**
    * Where the model and every batch live: 'cpu' (default), 'cuda', 'cuda:N', or 'auto' (CUDA when
    * this libtorch has a device). Data is loaded and augmented on the CPU and moved per batch.
    */
@@ -170,7 +175,7 @@ class TranslationTask implements Task<TranslationBatch> {
   }
 
   evaluate(loader: DataLoader<TranslationBatch>): Record<string, number> {
-    return evaluateTranslation(this.model, loader, this.device, this.o.decode);
+    return evaluateTranslation(this.model, loader, this.device, this.o.decode, this.o.beamEval);
   }
 
   dispose(): void {
