@@ -2,7 +2,7 @@
 // (Debian python3-torch) worker timed in the same rounds as our code.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
-import { gemmRoutes } from '../src/curvature/gemm.js';
+import { gemmRoutes, gemmRoutesTiming } from '../src/curvature/gemm.js';
 import { benchMachine } from './machine.js';
 
 export function median(xs: number[]): number {
@@ -241,12 +241,14 @@ export class PythonWorker {
 
 /**
  * Prints a benchmark's result: one JSON line with --json, which also records the machine and the
- * gemm routes this process measured (a route picked wrongly moves a step ratio by tens of percent);
+ * gemm routes this process measured ('timing' for keys not decided yet; a route picked wrongly moves a
+ * step ratio by tens of percent);
  * otherwise a readable table.
  */
 export function report(result: Record<string, unknown>, json: boolean): void {
   if (json) {
-    console.log(JSON.stringify({ ...result, gemm_routes: Object.fromEntries(gemmRoutes()), machine: benchMachine() }));
+    const timing = Object.fromEntries(gemmRoutesTiming().map((k) => [k, 'timing']));
+    console.log(JSON.stringify({ ...result, gemm_routes: { ...Object.fromEntries(gemmRoutes()), ...timing }, machine: benchMachine() }));
     return;
   }
   const w = Math.max(...Object.keys(result).map((k) => k.length));

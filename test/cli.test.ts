@@ -38,6 +38,9 @@ test('invalid flags and values are named in the error', () => {
     [['train', '--epochs', '1'], /--task is required/],
     [['train', '--task', 'mnist-mlp', '--resume'], /--resume needs --out/],
     [['train', '--task', 'mnist-mlp', '--optimizer', 'adamw', '--betas', '0.9'], /--betas needs two numbers/],
+    [['train', '--task', 'mnist-mlp', '--eval-beam', '4'], /--eval-beam is for multi30k-transformer runs, not mnist-mlp/],
+    [['train', '--task', 'multi30k-transformer', '--eval-length-penalty', '1'], /--eval-length-penalty needs --eval-beam N/],
+    [['train', '--task', 'multi30k-transformer', '--eval-beam', '1'], /--eval-beam must be at least 2, got 1/],
     [['frobnicate'], /unknown command 'frobnicate'/],
   ];
   for (const [args, re] of cases) {

@@ -159,10 +159,23 @@ test('the autotuner\'s state round-trips (a resumed run takes the routes and the
   assert.ok(restoreGemmState(saved));
   assert.equal(gemmRoute('NT', x, y), decided, 'the saved route');
   assert.equal(settle(u, v).runs, 6, 'the timing in progress continues: 3 more runs of each route');
-  setGemmAutotune(true);
-  assert.equal(restoreGemmState({ ...saved, machine: 'elsewhere' }), false);
-  assert.equal(gemmRoutes().size, 0, 'another machine\'s routes are not taken');
-  setGemmAutotune(false);
-  assert.equal(restoreGemmState(saved), false, 'autotuning off: the fixed routes stay');
-  setGemmAutotune(true);
+  const warnings: string[] = [];
+  const previous = setWarningHandler((m) => warnings.push(m));
+  try {
+    setGemmAutotune(true);
+    assert.equal(restoreGemmState({ ...saved, machine: 'elsewhere' }), false);
+    assert.equal(gemmRoutes().size, 0, 'another machine\'s routes are not taken');
+    assert.match(warnings.join('\n'), /routes are not used \(they were measured on another machine\)/);
+    setGemmAutotune(false);
+    assert.equal(restoreGemmState(saved), false, 'autotuning off: the fixed routes stay');
+    assert.match(warnings.join('\n'), /routes are not used \(autotuning is off\)/);
+    setGemmAutotune(true);
+    // A damaged entry is skipped, the rest taken.
+    const damaged = { ...saved, trials: { ...saved.trials, 'NT:1x1x1:float32:cpu:t1': { mm: 'x', conv: [1] } } } as unknown as typeof saved;
+    assert.ok(restoreGemmState(damaged));
+    assert.equal(gemmRoute('NT', x, y), decided);
+  } finally {
+    setWarningHandler(previous);
+    setGemmAutotune(true);
+  }
 })));

@@ -71,7 +71,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   gamma: { kind: 'number', min: 0, default: 0.1, help: 'step schedule: decay factor' },
   'label-smoothing': { kind: 'number', min: 0, max: 1, default: 0.1, help: 'multi30k-transformer: label smoothing' },
   'eval-beam': { kind: 'int', min: 2, max: 1000, help: 'multi30k-transformer: also evaluate a beam search of N every epoch (logged as *_bleu_beamN beside greedy BLEU, the metric)' },
-  'eval-length-penalty': { kind: 'number', min: 0, default: 0.6, help: 'multi30k-transformer: the --eval-beam search\'s GNMT length penalty' },
+  'eval-length-penalty': { kind: 'number', min: 0, shownDefault: 0.6, help: 'multi30k-transformer: the --eval-beam search\'s GNMT length penalty' },
   arch: { kind: 'string', choices: ['small', 'resnet18'], default: 'small', help: 'cifar10-resnet: ResNet-20 or the paper\'s ResNet-18' },
   seed: { kind: 'int', min: 0, default: 0, help: 'seed of initialization, shuffling, augmentation and dropout' },
   reshuffle: { kind: 'string', choices: ['epoch', 'once'], default: 'epoch', help: 'a new training order every epoch, or epoch 0\'s kept (same batches every epoch: FNGD\'s --key slot)' },
@@ -229,6 +229,7 @@ async function trainWith(f: FlagValues, openRunDir: () => RunDir | null): Promis
       + 'Use a batch of 2 or more, --normalize none (the exact damped step g/(|g|^2 + shift)), or --optimizer sgd with a smaller --lr');
   }
   if (f.evalBeam !== undefined && task !== 'multi30k-transformer') throw new UsageError(`--eval-beam is for multi30k-transformer runs, not ${task}`);
+  if (f.evalLengthPenalty !== undefined && f.evalBeam === undefined) throw new UsageError('--eval-length-penalty needs --eval-beam N (greedy decoding has no length penalty)');
   if (f.threads !== undefined) setNumThreads(f.threads as number);
   const device = deviceFlag(f.device as string);
   const runDir = openRunDir();
@@ -236,7 +237,7 @@ async function trainWith(f: FlagValues, openRunDir: () => RunDir | null): Promis
     batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
     trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined, reshuffle: f.reshuffle as 'epoch' | 'once',
     arch: f.arch as 'small' | 'resnet18', labelSmoothing: f.labelSmoothing as number, device,
-    beamEval: f.evalBeam === undefined ? undefined : { beam: f.evalBeam as number, lengthPenalty: f.evalLengthPenalty as number },
+    beamEval: f.evalBeam === undefined ? undefined : { beam: f.evalBeam as number, lengthPenalty: (f.evalLengthPenalty as number | undefined) ?? 0.6 },
   });
   if (device !== 'cpu') console.log(`training on ${device}`);
   try {

@@ -150,21 +150,39 @@ export function gemmState(): GemmState {
 }
 
 /**
- * Takes over a saved state: its routes (over any measured or read here) and its timings in
- * progress. Ignored with autotuning off and from another machine, where its routes would be
- * guesses. Returns whether it was taken.
+ * Takes over a saved state: its routes and its timings in progress (over any measured here or read
+ * from the cache file). Returns whether it was taken; a state that cannot be (autotuning off now, or
+ * measured on another machine, where its routes would be guesses) is said through the warning hook,
+ * since the products may then round differently from the run that saved it. A key still being timed
+ * at the save continues its timing here: its route can then differ from the one the uninterrupted
+ * run would have chosen (bit-exact resumes need FNGD_GEMM_AUTOTUNE=0, or every key decided).
  */
 export function restoreGemmState(s: GemmState | null | undefined): boolean {
-  if (!autotune || s === null || s === undefined || s.machine !== machineKey()) return false;
+  if (s === null || s === undefined) return false;
+  if (!autotune || s.machine !== machineKey()) {
+    warn('gemm', `the checkpoint's matrix-product routes are not used (${!autotune ? 'autotuning is off' : 'they were measured on another machine'}): `
+      + 'products may round differently from the run that saved it');
+    return false;
+  }
   if (!cacheRead) readCache();
+  const times = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
   for (const [k, r] of Object.entries(s.routes ?? {})) if (r === 'mm' || r === 'conv') routes.set(k, r);
-  for (const [k, t] of Object.entries(s.trials ?? {})) if (!routes.has(k)) trials.set(k, { mm: [...t.mm], conv: [...t.conv] });
+  for (const [k, t] of Object.entries(s.trials ?? {})) {
+    if (!times(t?.mm) || !times(t?.conv)) continue;
+    routes.delete(k);
+    trials.set(k, { mm: [...t.mm], conv: [...t.conv] });
+  }
   return true;
 }
 
 /** The routes chosen so far, by `kind:shape:dtype:device:tTHREADS`, row counts rounded (for diagnostics and benchmarks). */
 export function gemmRoutes(): Map<string, GemmRoute> {
   return new Map(routes);
+}
+
+/** Keys still being timed (used fewer than 2 TRIALS times so far): they alternate between the routes. */
+export function gemmRoutesTiming(): string[] {
+  return [...trials.keys()];
 }
 
 const viaConv = (x: Tensor): boolean => x.dtype === 'float32' && x.device === 'cpu';
@@ -210,7 +228,10 @@ function product(kind: Kind, x: Tensor, y: Tensor): Tensor {
   const key = routeKey(kind, x, y);
   let t = trials.get(key);
   if (t === undefined) trials.set(key, (t = { mm: [], conv: [] }));
-  const route: GemmRoute = t.mm.length <= t.conv.length ? 'mm' : 'conv';
+  // The n-th timed call takes conv when n has an odd number of 1 bits (mm, conv, conv, mm, conv, mm,
+  // mm, conv: the Thue-Morse sequence): a key used 2 or 4 times per step then times each route in
+  // each of its places in the step, where strict alternation would time mm always in the same ones.
+  const route: GemmRoute = oddBits(t.mm.length + t.conv.length) ? 'conv' : 'mm';
   // On the CPU an op returns when its result is complete: the wall time is the product's.
   const t0 = performance.now();
   const out = RUN[kind][route](x, y);
@@ -230,11 +251,17 @@ function product(kind: Kind, x: Tensor, y: Tensor): Tensor {
  * @internal exported for tests
  */
 export function decide(t: Record<GemmRoute, number[]>): GemmRoute | null {
-  if (t.conv.length === 0) return null;
+  if (t.mm.length === 0 || t.conv.length === 0) return null;
   if (Math.min(t.mm[0]!, t.conv[0]!) > SLOW_MS) return t.conv[0]! < t.mm[0]! * CONV_MARGIN ? 'conv' : 'mm';
-  if (t.conv.length < TRIALS) return null;
+  if (t.mm.length < TRIALS || t.conv.length < TRIALS) return null;
   const median = (v: number[]): number => [...v.slice(1)].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)]!;
   return median(t.conv) < median(t.mm) * CONV_MARGIN ? 'conv' : 'mm';
+}
+
+function oddBits(n: number): boolean {
+  let odd = false;
+  for (let m = n; m > 0; m &= m - 1) odd = !odd;
+  return odd;
 }
 
 const octave = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(n, 1)));

@@ -8,4 +8,4 @@ export { LinearCurvature } from './linear.js';
 export { ConvCurvature } from './conv.js';
 export { EmbeddingCurvature } from './embedding.js';
 export { solveCoefficients, solveCoefficientsBatched, solveCoefficientsEx, type SolveOptions, type SolveResult } from './solve.js';
-export { gemmNT, gemmTN, gemmRoute, gemmRoutes, gemmState, restoreGemmState, setGemmAutotune, setGemmCache, type GemmRoute, type GemmState } from './gemm.js';
+export { gemmNT, gemmTN, gemmRoute, gemmRoutes, gemmRoutesTiming, gemmState, restoreGemmState, setGemmAutotune, setGemmCache, type GemmRoute, type GemmState } from './gemm.js';

@@ -76,8 +76,8 @@ export class LinearCurvature extends LayerCurvature {
     const t1 = this.positions === 1;
     const al = this.alphaFor(alpha, t1 ? 2 : 3);
     const scaleD = dout <= din;
-    const d = scaleD ? scaled(t1 ? this.dRows : this.d, al, o.scratch, o.overwriteDeltas).view(-1, dout) : this.dRows;
-    const a = scaleD ? this.aRows : scaled(t1 ? this.aRows : this.a, al, o.scratch).view(-1, din);
+    const d = scaleD ? scaled(t1 ? this.dRows : this.d, al, o.scratch, o.overwriteDeltas).reshape(-1, dout) : this.dRows;
+    const a = scaleD ? this.aRows : scaled(t1 ? this.aRows : this.a, al, o.scratch).reshape(-1, din);
     const bias = this.lin.bias === null ? null : scaleD ? d.sum(0) : (t1 ? this.dRows : this.d.sum(1)).t().matmul(al.view(-1));
     return { weight: gemmTN(d, a), bias };
   }

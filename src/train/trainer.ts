@@ -137,6 +137,10 @@ export class Trainer<B extends BaseBatch> {
     try {
       let state: TrainerState = { epoch: 0, step: 0, globalStep: 0, wallTime: 0, epochs: [], steps: [], epochLossSum: 0, epochSamples: 0 };
       const ckpt = dir?.checkpointPath ?? null;
+      // The product routes go with the state: a resumed run takes the ones this run took.
+      const save = (): void => {
+        if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, { ...state, gemm: gemmState() }, o.config, task.preprocessing);
+      };
       if (dir?.mode === 'resume') {
         state = loadCheckpoint(dir.checkpointPath, task.model, optimizer);
         // The product routes the run took so far: the same ones from here on (they round differently).
@@ -184,7 +188,7 @@ export class Trainer<B extends BaseBatch> {
           const stop = this.#interrupted || (o.stopAfterSteps !== undefined && stepsThisCall >= o.stopAfterSteps);
           if (stop || (o.checkpointEvery > 0 && state.globalStep % o.checkpointEvery === 0 && state.step < epoch.length)) {
             flushTime();
-            if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, { ...state, gemm: gemmState() }, o.config, task.preprocessing);
+            save();
           }
           if (stop) {
             bar.done();
@@ -226,7 +230,7 @@ export class Trainer<B extends BaseBatch> {
         state.step = 0;
         state.epochLossSum = 0;
         state.epochSamples = 0;
-        if (ckpt) saveCheckpoint(ckpt, task.model, optimizer, { ...state, gemm: gemmState() }, o.config, task.preprocessing);
+        save();
       }
       return { epochs: state.epochs, steps: state.steps, status: 'done' };
     } finally {
