@@ -32,6 +32,8 @@ import { warn } from '../warnings.js';
 export type GemmRoute = 'mm' | 'conv';
 type Kind = 'NT' | 'TN';
 
+const isRoute = (r: unknown): r is GemmRoute => r === 'mm' || r === 'conv';
+
 /** Row length from which `gemmNT` goes through oneDNN when autotuning is off. */
 const NT_CONV_MIN_P = 192;
 /** Output size (rows x cols) from which `gemmTN` goes through oneDNN when autotuning is off. */
@@ -99,7 +101,7 @@ function fileRoutes(file: string): Record<string, GemmRoute> {
   // Routes measured on another machine would be guesses: measure again.
   if (c?.machine !== machineKey() || c.routes === null || typeof c.routes !== 'object') return {};
   const out: Record<string, GemmRoute> = {};
-  for (const [k, r] of Object.entries(c.routes)) if (r === 'mm' || r === 'conv') out[k] = r;
+  for (const [k, r] of Object.entries(c.routes)) if (isRoute(r)) out[k] = r;
   return out;
 }
 
@@ -166,7 +168,7 @@ export function restoreGemmState(s: GemmState | null | undefined): boolean {
   }
   if (!cacheRead) readCache();
   const times = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
-  for (const [k, r] of Object.entries(s.routes ?? {})) if (r === 'mm' || r === 'conv') routes.set(k, r);
+  for (const [k, r] of Object.entries(s.routes ?? {})) if (isRoute(r)) routes.set(k, r);
   for (const [k, t] of Object.entries(s.trials ?? {})) {
     if (!times(t?.mm) || !times(t?.conv)) continue;
     routes.delete(k);
@@ -215,17 +217,22 @@ function fixedRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute {
  * dtypes), the route measured for its key, or null while its key is still being timed.
  */
 export function gemmRoute(kind: Kind, x: Tensor, y: Tensor): GemmRoute | null {
-  if (!viaConv(x)) return 'mm';
-  if (!autotune) return fixedRoute(kind, x, y);
+  return lookup(kind, x, y).route;
+}
+
+/** The route and, when autotuned, the cache key (computed once: metadata reads are native calls). */
+function lookup(kind: Kind, x: Tensor, y: Tensor): { route: GemmRoute | null; key: string | null } {
+  if (!viaConv(x)) return { route: 'mm', key: null };
+  if (!autotune) return { route: fixedRoute(kind, x, y), key: null };
   if (!cacheRead) readCache();
-  return routes.get(routeKey(kind, x, y)) ?? null;
+  const key = routeKey(kind, x, y);
+  return { route: routes.get(key) ?? null, key };
 }
 
 /** The product on its route; a key still being timed runs the route with fewer runs, timed. */
 function product(kind: Kind, x: Tensor, y: Tensor): Tensor {
-  const known = gemmRoute(kind, x, y);
-  if (known !== null) return RUN[kind][known](x, y);
-  const key = routeKey(kind, x, y);
+  const { route: known, key } = lookup(kind, x, y);
+  if (known !== null || key === null) return RUN[kind][known ?? 'mm'](x, y);
   let t = trials.get(key);
   if (t === undefined) trials.set(key, (t = { mm: [], conv: [] }));
   // The n-th timed call takes conv when n has an odd number of 1 bits (mm, conv, conv, mm, conv, mm,

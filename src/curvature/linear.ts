@@ -72,14 +72,17 @@ export class LinearCurvature extends LayerCurvature {
   weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {
     const { inFeatures: din, outFeatures: dout } = this.lin;
     // sum_i alpha_i D_i^T A_i: scale whichever of D and A is smaller (A never in place: other layers may read it).
-    // One position per sample scales the rows directly; T of them scale [B, T, *] views of the rows.
+    // One position per sample scales the rows as they are; T of them scale [B, T, *] views, flattened after.
     const t1 = this.positions === 1;
     const al = this.alphaFor(alpha, t1 ? 2 : 3);
-    const scaleD = dout <= din;
-    const d = scaleD ? scaled(t1 ? this.dRows : this.d, al, o.scratch, o.overwriteDeltas).reshape(-1, dout) : this.dRows;
-    const a = scaleD ? this.aRows : scaled(t1 ? this.aRows : this.a, al, o.scratch).reshape(-1, din);
-    const bias = this.lin.bias === null ? null : scaleD ? d.sum(0) : (t1 ? this.dRows : this.d.sum(1)).t().matmul(al.view(-1));
-    return { weight: gemmTN(d, a), bias };
+    const rows = (x: Tensor, width: number): Tensor => (t1 ? x : x.reshape(-1, width));
+    if (dout <= din) {
+      const d = rows(scaled(t1 ? this.dRows : this.d, al, o.scratch, o.overwriteDeltas), dout);
+      return { weight: gemmTN(d, this.aRows), bias: this.lin.bias === null ? null : d.sum(0) };
+    }
+    const a = rows(scaled(t1 ? this.aRows : this.a, al, o.scratch), din);
+    const bias = this.lin.bias === null ? null : (t1 ? this.dRows : this.d.sum(1)).t().matmul(al.view(-1));
+    return { weight: gemmTN(this.dRows, a), bias };
   }
 
   kfac(): KfacFactors {
