@@ -59,6 +59,9 @@ function methodFlags(): Record<string, FlagSpec> {
   return out;
 }
 
+/** --eval-beam's length penalty unless given (GNMT's usual alpha). */
+const EVAL_LENGTH_PENALTY = 0.6;
+
 /** Flags of the run itself (not of a method). */
 const RUN_FLAGS: Record<string, FlagSpec> = {
   task: { kind: 'string', choices: TASKS, help: 'what to train' },
@@ -71,7 +74,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   gamma: { kind: 'number', min: 0, default: 0.1, help: 'step schedule: decay factor' },
   'label-smoothing': { kind: 'number', min: 0, max: 1, default: 0.1, help: 'multi30k-transformer: label smoothing' },
   'eval-beam': { kind: 'int', min: 2, max: 1000, help: 'multi30k-transformer: also evaluate a beam search of N every epoch (logged as *_bleu_beamN beside greedy BLEU, the metric)' },
-  'eval-length-penalty': { kind: 'number', min: 0, shownDefault: 0.6, help: 'multi30k-transformer: the --eval-beam search\'s GNMT length penalty' },
+  'eval-length-penalty': { kind: 'number', min: 0, shownDefault: EVAL_LENGTH_PENALTY, help: 'multi30k-transformer: the --eval-beam search\'s GNMT length penalty' },
   arch: { kind: 'string', choices: ['small', 'resnet18'], default: 'small', help: 'cifar10-resnet: ResNet-20 or the paper\'s ResNet-18' },
   seed: { kind: 'int', min: 0, default: 0, help: 'seed of initialization, shuffling, augmentation and dropout' },
   reshuffle: { kind: 'string', choices: ['epoch', 'once'], default: 'epoch', help: 'a new training order every epoch, or epoch 0\'s kept (same batches every epoch: FNGD\'s --key slot)' },
@@ -237,7 +240,7 @@ async function trainWith(f: FlagValues, openRunDir: () => RunDir | null): Promis
     batchSize: f.batchSize as number, seed: f.seed as number, dataDir: f.dataDir as string | undefined,
     trainLimit: f.trainLimit as number | undefined, evalLimit: f.evalLimit as number | undefined, reshuffle: f.reshuffle as 'epoch' | 'once',
     arch: f.arch as 'small' | 'resnet18', labelSmoothing: f.labelSmoothing as number, device,
-    beamEval: f.evalBeam === undefined ? undefined : { beam: f.evalBeam as number, lengthPenalty: (f.evalLengthPenalty as number | undefined) ?? 0.6 },
+    beamEval: f.evalBeam === undefined ? undefined : { beam: f.evalBeam as number, lengthPenalty: (f.evalLengthPenalty as number | undefined) ?? EVAL_LENGTH_PENALTY },
   });
   if (device !== 'cpu') console.log(`training on ${device}`);
   try {

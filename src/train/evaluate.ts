@@ -71,7 +71,7 @@ export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, l
  * when the dataset is, so the references are lower-cased too (BLEU is then case-insensitive).
  */
 export function evaluateTranslation(
-  model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}, beamEval?: { beam: number; lengthPenalty: number },
+  model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}, beamEval?: Required<Pick<DecodeOptions, 'beam' | 'lengthPenalty'>>,
 ): Record<string, number> {
   const data = loader.dataset as TranslationDataset;
   const hyps: string[] = [];

@@ -42,7 +42,7 @@ export interface TaskOptions {
    * multi30k-transformer: a beam search evaluated beside `decode` every epoch, logged as
    * `bleu_beamN` (greedy stays the run's metric).
    */
-  beamEval?: { beam: number; lengthPenalty: number };
+  beamEval?: Required<Pick<DecodeOptions, 'beam' | 'lengthPenalty'>>;
   /**
    * Where the model and every batch live: 'cpu' (default), 'cuda', 'cuda:N', or 'auto' (CUDA when
    * this libtorch has a device). Data is loaded and augmented on the CPU and moved per batch.
