@@ -225,7 +225,7 @@ function lookup(kind: Kind, x: Tensor, y: Tensor): { route: GemmRoute | null; ke
   if (!viaConv(x)) return { route: 'mm', key: null };
   if (!autotune) return { route: fixedRoute(kind, x, y), key: null };
   if (!cacheRead) readCache();
-  const key = routeKey(kind, x, y);
+  const key = routeKey(kind, x.shape, y.shape);
   return { route: routes.get(key) ?? null, key };
 }
 
@@ -277,9 +277,10 @@ const octave = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(n, 1)));
  * The cache key: row counts (NT: m and n; TN: the summed N) rounded up to a power of two, and the
  * thread count (a route measured at one count says little about another).
  */
-function routeKey(kind: Kind, x: Tensor, y: Tensor): string {
-  const dims = kind === 'NT' ? [octave(x.size(0)), octave(y.size(0)), x.size(1)] : [octave(x.size(0)), x.size(1), y.size(1)];
-  return `${kind}:${dims.join('x')}:${x.dtype}:${x.device}:t${getNumThreads()}`;
+function routeKey(kind: Kind, x: number[], y: number[]): string {
+  const dims = kind === 'NT' ? [octave(x[0]!), octave(y[0]!), x[1]] : [octave(x[0]!), x[1], y[1]];
+  // Only float32 CPU products are routed (viaConv).
+  return `${kind}:${dims.join('x')}:float32:cpu:t${getNumThreads()}`;
 }
 
 /** X Y^T for X [m, P], Y [n, P]: every pair of rows' dot product (Grams). */

@@ -22,9 +22,13 @@ export function liveTensors(): { tensors: number; bytes: number } {
  */
 export function setNumThreads(n: number, o: { force?: boolean } = {}): void {
   native.setNumThreads(checkThreads(n, 'setNumThreads', o?.force));
+  threads = null;
 }
+// Read once and after each setNumThreads (the only way fngd changes it): the gemm route key reads
+// it on every product.
+let threads: number | null = null;
 export function getNumThreads(): number {
-  return native.getNumThreads();
+  return (threads ??= native.getNumThreads());
 }
 /** The loaded OpenBLAS's threads (setNumThreads sets them too), kernel set and config; null for another BLAS. */
 export function blasInfo(): BlasInfo | null {

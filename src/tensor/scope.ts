@@ -7,19 +7,31 @@ export interface Disposable {
   readonly isDisposed: boolean;
   /** Set by `keep`: no scope disposes this tensor. */
   kept: boolean;
+  /**
+   * Called when no scope owns the tensor any more (kept, or returned from the outermost scope): from
+   * then on only the caller or the garbage-collection safety net frees it. A scope's list holds its
+   * tensors, so the collector could never take them before the scope disposes them anyway: arming
+   * the net for them (a native call per tensor) would be wasted.
+   */
+  unowned(): void;
 }
 
 const stack: Disposable[][] = [];
 
-/** Called by every Tensor constructor: the innermost scope, if any, takes ownership. */
-export function track(t: Disposable): void {
+/** Called by every Tensor constructor: the innermost scope, if any, takes ownership (returns whether one did). */
+export function track(t: Disposable): boolean {
   const top = stack[stack.length - 1];
-  if (top !== undefined) top.push(t);
+  if (top === undefined) return false;
+  top.push(t);
+  return true;
 }
 
 /** Takes `t` out of every scope's reach; the caller now owns it. */
 export function keep<T extends Disposable>(t: T): T {
-  t.kept = true;
+  if (!t.kept) {
+    t.kept = true;
+    t.unowned();
+  }
   return t;
 }
 
@@ -70,6 +82,7 @@ export function scope<T>(fn: () => T): T {
     if (t.kept) continue;
     if (escaping.has(t)) {
       if (parent !== undefined) parent.push(t);
+      else t.unowned();
     } else {
       t.dispose();
     }

@@ -43,14 +43,24 @@ export class Tensor {
   /** Set by `keep()`: no scope disposes this tensor. */
   kept = false;
   #handle: Handle;
+  /** The garbage-collection safety net is set for this tensor (see unowned). */
+  #armed = false;
 
   constructor(handle: Handle) {
     this.#handle = handle;
-    // The safety net for tensors nobody disposes: freed at an allocation after this object is
-    // garbage collected, also inside a synchronous loop (native/addon.cc, sweepCollected). A weak
-    // reference in the addon, not a FinalizationRegistry, whose callbacks wait for the event loop.
-    native.arm(this, handle);
-    track(this);
+    if (!track(this)) this.unowned();
+  }
+
+  /**
+   * Arms the safety net for a tensor no scope owns: freed at an allocation after this object is
+   * garbage collected, also inside a synchronous loop (native/addon.cc, sweepCollected). A weak
+   * reference in the addon, not a FinalizationRegistry, whose callbacks wait for the event loop.
+   * @internal called by the scopes (scope.ts)
+   */
+  unowned(): void {
+    if (this.#armed) return;
+    this.#armed = true;
+    native.arm(this, this.#handle);
   }
 
   /** The addon's handle (for code that calls `native` directly). */
@@ -110,7 +120,7 @@ export class Tensor {
     source.dispose();
     native.disposeArmed(this, this.#handle);
     this.#handle = h;
-    native.arm(this, h);
+    if (this.#armed) native.arm(this, h);
     return this;
   }
 
@@ -259,6 +269,8 @@ export class Tensor {
   // ---- products -------------------------------------------------------------------------------
   matmul(other: Tensor): Tensor { return ops.matmul(this, other) as Tensor; }
   mm(other: Tensor): Tensor { return ops.mm(this, other) as Tensor; }
+  /** Matrix [n, m] times vector [m]. */
+  mv(vec: Tensor): Tensor { return ops.mv(this, vec) as Tensor; }
   bmm(other: Tensor): Tensor { return ops.bmm(this, other) as Tensor; }
   dot(other: Tensor): Tensor { return ops.dot(this, other) as Tensor; }
   outer(other: Tensor): Tensor { return ops.outer(this, other) as Tensor; }
@@ -458,6 +470,7 @@ export const ops = {
   isfinite: defineOp('isfinite'),
   matmul: defineOp('matmul'),
   mm: defineOp('mm'),
+  mv: defineOp('mv'),
   bmm: defineOp('bmm'),
   dot: defineOp('dot'),
   outer: defineOp('outer'),
