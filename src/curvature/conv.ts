@@ -86,7 +86,9 @@ export class ConvCurvature extends LayerCurvature {
   }
 
   pairwiseRows(start: number, count: number): Tensor {
-    return pairwiseDense(this.patches, this.positionDeltas, start, count, this.conv.bias !== null);
+    const [p, d] = [this.patches, this.positionDeltas];
+    const f = { a: p.reshape(-1, p.size(2)), d: d.reshape(-1, d.size(2)), batch: this.batch, positions: this.positions };
+    return pairwiseDense(f, start, count, this.conv.bias !== null);
   }
 
   weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {

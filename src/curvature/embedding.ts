@@ -50,7 +50,7 @@ export class EmbeddingCurvature extends LayerCurvature {
     const b = this.batch;
     const t = this.positions;
     const same = (s: number, c: number): Tensor => this.x.narrow(0, s, c).reshape(c * t, 1).eq(this.x.reshape(1, b * t));
-    return pairwiseDense(null, this.d, start, count, false, same);
+    return pairwiseDense({ a: null, d: this.d.reshape(b * t, -1), batch: b, positions: t }, start, count, false, same);
   }
 
   weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {

@@ -183,7 +183,8 @@ export abstract class LayerCurvature {
   /** alpha [B] -> a view that broadcasts against a [B, ...] tensor of `dims` dimensions. */
   protected alphaFor(alpha: Tensor, dims: number): Tensor {
     const dtype = this.dtype;
-    return (alpha.dtype === dtype ? alpha : alpha.to(dtype)).reshape([this.batch, ...new Array<number>(dims - 1).fill(1)]);
+    const a = alpha.dtype === dtype ? alpha : alpha.to(dtype);
+    return dims === 1 ? a : a.reshape([this.batch, ...new Array<number>(dims - 1).fill(1)]);
   }
 
   /** Materialize cost: per-sample flops `psg` and the Gram over P columns, chunked to fit. */
@@ -229,20 +230,24 @@ export abstract class LayerCurvature {
 }
 
 /**
- * Rows of the pairwise Gram from dense position features: a [B, T, din], d [B, T, dout];
- * `bias` adds 1 to every a.a (the trailing 1 of a); `mask(start, count)` [count T, B T] multiplies the
- * d.d term (embeddings: a null, the one-hot a.a is token equality).
+ * Rows start .. start+count-1 of the pairwise Gram from dense position features given as rows:
+ * a [B T, din], d [B T, dout], a sample's T positions in consecutive rows. `bias` adds 1 to every
+ * a.a (the trailing 1 of a); `mask(start, count)` [count T, B T] multiplies the d.d term
+ * (embeddings: a null, the one-hot a.a is token equality). The Hadamard product is taken in the
+ * model's dtype and cast to float64 once, before the sum over positions: one more rounding of
+ * entries whose factors are products in that dtype already, and half the casts (the MLP's NGD
+ * step spends a tenth of its Gram time in them).
  */
-export function pairwiseDense(a: Tensor | null, d: Tensor, start: number, count: number, bias: boolean, mask?: (s: number, c: number) => Tensor): Tensor {
-  const [b, t] = d.shape as [number, number, number];
-  const dd = gemmNT(d.narrow(0, start, count).reshape(count * t, -1), d.reshape(b * t, -1)).double();
-  let k = dd;
-  if (a !== null) {
-    let aa = gemmNT(a.narrow(0, start, count).reshape(count * t, -1), a.reshape(b * t, -1)).double();
-    if (bias) aa = aa.add(1);
-    k = k.mul(aa);
-  }
-  if (mask !== undefined) k = k.mul(mask(start, count));
+export function pairwiseDense(
+  f: { a: Tensor | null; d: Tensor; batch: number; positions: number }, start: number, count: number, bias: boolean,
+  mask?: (s: number, c: number) => Tensor,
+): Tensor {
+  const { a, d, batch: b, positions: t } = f;
+  const rows = (x: Tensor): Tensor => (start === 0 && count === b ? x : x.narrow(0, start * t, count * t));
+  let k = gemmNT(rows(d), d);
+  if (a !== null) k = (bias ? gemmNT(rows(a), a).add_(1) : gemmNT(rows(a), a)).mul_(k);
+  if (mask !== undefined) k = k.mul_(mask(start, count));
+  k = k.double();
   return t === 1 ? k : k.view(count, t, b, t).sum([1, 3]);
 }
 

@@ -66,23 +66,31 @@ export class LinearCurvature extends LayerCurvature {
   }
 
   pairwiseRows(start: number, count: number): Tensor {
-    return pairwiseDense(this.a, this.d, start, count, this.lin.bias !== null);
+    return pairwiseDense({ a: this.aRows, d: this.dRows, batch: this.batch, positions: this.positions }, start, count, this.lin.bias !== null);
   }
 
   weighted(alpha: Tensor, o: WeightedOptions = {}): LayerGrads {
     const { inFeatures: din, outFeatures: dout } = this.lin;
+    const hasBias = this.lin.bias !== null;
     // sum_i alpha_i D_i^T A_i: scale whichever of D and A is smaller (A never in place: other layers may read it).
-    // One position per sample scales the rows as they are; T of them scale [B, T, *] views, flattened after.
-    const t1 = this.positions === 1;
-    const al = this.alphaFor(alpha, t1 ? 2 : 3);
-    const rows = (x: Tensor, width: number): Tensor => (t1 ? x : x.reshape(-1, width));
-    if (dout <= din) {
-      const d = rows(scaled(t1 ? this.dRows : this.d, al, o.scratch, o.overwriteDeltas), dout);
-      return { weight: gemmTN(d, this.aRows), bias: this.lin.bias === null ? null : d.sum(0) };
+    if (this.positions === 1) {
+      // One position per sample: the rows as they are. The bias gradient sum_i alpha_i d_i is a
+      // matrix-vector product of the unscaled rows (taken before they may be scaled in place):
+      // cheaper than summing the scaled rows' columns (MLP, [128, 512]: 18 against 48 us).
+      const av = this.alphaFor(alpha, 1);
+      const bias = hasBias ? this.dRows.t().mv(av) : null;
+      const al = av.unsqueeze(1);
+      if (dout <= din) return { weight: gemmTN(scaled(this.dRows, al, o.scratch, o.overwriteDeltas), this.aRows), bias };
+      return { weight: gemmTN(this.dRows, scaled(this.aRows, al, o.scratch)), bias };
     }
-    const a = rows(scaled(t1 ? this.aRows : this.a, al, o.scratch), din);
-    const bias = this.lin.bias === null ? null : (t1 ? this.dRows : this.d.sum(1)).t().matmul(al.view(-1));
-    return { weight: gemmTN(this.dRows, a), bias };
+    // T positions: scale [B, T, *] views, flattened after.
+    const al = this.alphaFor(alpha, 3);
+    if (dout <= din) {
+      const d = scaled(this.d, al, o.scratch, o.overwriteDeltas).reshape(-1, dout);
+      return { weight: gemmTN(d, this.aRows), bias: hasBias ? d.sum(0) : null };
+    }
+    const a = scaled(this.a, al, o.scratch).reshape(-1, din);
+    return { weight: gemmTN(this.dRows, a), bias: hasBias ? this.d.sum(1).t().matmul(al.view(-1)) : null };
   }
 
   kfac(): KfacFactors {
