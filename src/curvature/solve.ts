@@ -83,23 +83,26 @@ export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: SolveOptio
   if (shift.dim !== 1 || shift.size(0) !== g) throw new RangeError(`solveCoefficientsBatched: shift must be [${g}], got [${shift.shape}]`);
   const dev = K.device;
   return noGrad(() => scope(() => {
-    const K64 = K.detach().to({ dtype: 'float64', device: dev });
-    const s64 = shift.detach().to({ dtype: 'float64', device: dev });
-    const M = K64.add(eye(b, { dtype: 'float64', device: dev }).mul(s64.view(g, 1, 1)));
-    const r = o.rhs === undefined ? ones([g, b], { dtype: 'float64', device: dev }) : o.rhs.detach().to({ dtype: 'float64', device: dev });
+    // Under noGrad nothing records a graph: no detach. Float64 inputs on K's device are used as they
+    // are (the Grams are): each cast is an op call, and NGD's step makes a dozen small ones here.
+    const K64 = float64On(K, dev);
+    const s64 = float64On(shift, dev);
+    const M = K64.clone();
+    M.diagonal(0, 1, 2).add_(s64.unsqueeze(1));
+    const r = o.rhs === undefined ? ones([g, b], { dtype: 'float64', device: dev }) : float64On(o.rhs, dev);
     if (r.dim !== 2 || r.size(0) !== g || r.size(1) !== b) throw new RangeError(`solveCoefficientsBatched: rhs must be [${g}, ${b}], got [${r.shape}]`);
     const { L, info } = choleskyEx(M);
     const x = choleskySolve(r.unsqueeze(2), L).squeeze(2);
-    // Per group: a failed factorization, a non-finite coefficient, or a non-finite entry anywhere in
-    // K (Cholesky reads one triangle only; a sum is finite iff every entry is, barring overflow).
-    const finite = x.sum(1).add(K64.sum([1, 2])).add(s64).add(r.sum(1)).isfinite();
-    const bad = callOp('aten::logical_or', info.ne(0), callOp('aten::logical_not', finite) as Tensor) as Tensor;
-    if (!(callOp('aten::any', bad) as Tensor).item()) return { alpha: x, jitter: 0 };
-    const flags = bad.to({ dtype: 'uint8', device: 'cpu' }).data() as Uint8Array;
+    // Per group: a factorization that succeeded, finite coefficients, and every entry of K, the shift
+    // and r finite (Cholesky reads one triangle only; a sum is finite iff every entry is, barring
+    // overflow; M holds K and the shift).
+    const ok = callOp('aten::logical_and', info.eq(0), x.sum(1).add(M.sum([1, 2])).add(r.sum(1)).isfinite()) as Tensor;
+    if ((callOp('aten::all', ok) as Tensor).item()) return { alpha: x, jitter: 0 };
+    const flags = ok.to({ dtype: 'uint8', device: 'cpu' }).data() as Uint8Array;
     const shifts = s64.to({ device: 'cpu' }).data() as Float64Array;
     let jitter = 0;
     const rows = Array.from({ length: g }, (_, i) => {
-      if (!flags[i]) return x.select(0, i);
+      if (flags[i]) return x.select(0, i);
       // shift = lambda B: hand solveCoefficientsEx the lambda that gives it.
       const one = solveCoefficientsEx(K64.select(0, i), shifts[i]! / b, { ...o, rhs: r.select(0, i) });
       jitter = Math.max(jitter, one.jitter);
@@ -107,6 +110,11 @@ export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: SolveOptio
     });
     return { alpha: stack(rows), jitter };
   }));
+}
+
+/** `t` as float64 on `device`: itself when it already is. */
+function float64On(t: Tensor, device: string): Tensor {
+  return t.dtype === 'float64' && t.device === device ? t : t.to({ dtype: 'float64', device });
 }
 
 function allFinite(t: Tensor): boolean {
