@@ -1,13 +1,19 @@
 // Cost of the per-sample curvature engine against plain SGD steps, MNIST-MLP and ResNet-20 at B = 128
 // (random inputs of the right shape), all contenders interleaved in one run:
 //   plain     forward + mean-loss backward + SGD update (Optimizer.step)
-//   ngd       forward + capture + per-layer Grams + per-layer solves + weighted gradients + update
-//   weighted  forward + capture + weighted gradients (stored per-layer alphas) + update: FNGD's later
-//             epochs with layer-wise coefficients
+//   ngd       forward + capture + NGD's own solve (per-layer Grams, damping, every layer's Cholesky in
+//             one batched call, normalization: SampleSpacePreconditioner.solve) + weighted gradients
+//             + update
+//   weighted  forward + capture + weighted gradients (stored float64 per-layer alphas, cast to the
+//             model's dtype once per step, as FNGD's reuse step does) + update: FNGD's later epochs
+//             with layer-wise coefficients
 //   global    forward + one backward of sum_i alpha_i l_i (engine.writeGlobalWeightedGradients) + update:
 //             FNGD's later epochs with one global alpha
-// Reported (medians over rounds):
-//   gram_solve_over_step_{mlp,resnet}   time in grams() + solves inside the ngd step / plain step
+// Reported: medians over rounds of per-round ratios, each contender's block bracketed by plain-step
+// blocks (bench/timing.ts, bracketedRatios; the MLP gets 3x the rounds, its steps are short), with
+// 95% intervals of the medians (`_ci95`):
+//   gram_solve_over_step_{mlp,resnet}   time in NGD's solve (Grams, damping, the batched Cholesky,
+//       normalization) per NGD step / plain step
 //   weighted_over_backward_{mlp,resnet} weighted (layer-wise) step / plain step; the headline
 //       weighted_over_backward is the worse of the two
 //   weighted_global_over_backward_*     global step / plain step
@@ -21,9 +27,10 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { crossEntropyPerSample, mlp, resnetSmall, type Module } from '../src/nn/index.js';
 import { SGD } from '../src/optim/sgd.js';
-import { CurvatureEngine, layerGram, solveCoefficients, type Capture } from '../src/curvature/index.js';
+import { layerGram, type Capture, type CurvatureEngine } from '../src/curvature/index.js';
+import { ngd, type SampleSpacePreconditioner } from '../src/precondition/index.js';
 import { getNumThreads, keep, manualSeed, rand, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
-import { interleave, median, positiveFlag, report } from './timing.js';
+import { bracketedRatios, median, positiveFlag, report, summarizeRatios } from './timing.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
@@ -35,13 +42,15 @@ type ModelName = 'mlp' | 'resnet';
 
 interface Setup {
   model: Module & { forward(x: Tensor): Tensor };
+  /** NGD at absolute damping LAMBDA; its engine serves every contender. */
+  pre: SampleSpacePreconditioner;
   engine: CurvatureEngine;
   opt: SGD;
   x: Tensor;
   y: Tensor;
   ids: Int32Array;
-  /** Stored per-layer coefficients for the weighted (FNGD) step, and one global alpha. */
-  alphas: Map<string, Tensor>;
+  /** Stored per-layer coefficients for the weighted (FNGD) step, float64 [layers, B], and one global alpha. */
+  alphas: Tensor;
   globalAlpha: Tensor;
 }
 
@@ -50,13 +59,14 @@ function setup(name: ModelName): Setup {
   const model = name === 'mlp' ? mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }) : resnetSmall({ depth: 20 });
   const x = keep(randn(name === 'mlp' ? [B, 784] : [B, 3, 32, 32]));
   const y = keep(randint(0, 10, [B]));
-  const engine = new CurvatureEngine(model);
+  const pre = ngd(model, { damping: LAMBDA, dampingMode: 'absolute' });
+  const engine = pre.engine;
   const opt = new SGD(model.parameters(), { lr: 1e-3 });
   // Stored coefficients: their values do not change the cost, so no capture is needed to make them
   // (which would also raise the memory baseline of the child runs).
-  const alphas = new Map(engine.layers.map((l) => [l.name, keep(rand([B], { dtype: 'float64' }).div(B))] as const));
+  const alphas = keep(rand([engine.layers.length, B], { dtype: 'float64' }).div(B));
   const globalAlpha = keep(rand([B], { dtype: 'float64' }).div(B));
-  return { model, engine, opt, x, y, ids: Int32Array.from({ length: B }, (_, i) => i), alphas, globalAlpha };
+  return { model, pre, engine, opt, x, y, ids: Int32Array.from({ length: B }, (_, i) => i), alphas, globalAlpha };
 }
 
 function plainStep(s: Setup): void {
@@ -70,13 +80,17 @@ function ngdStep(s: Setup): number {
   return scope(() => {
     const cap = s.engine.capture(crossEntropyPerSample(s.model.forward(s.x), s.y));
     const t0 = process.hrtime.bigint();
-    const alphas = new Map<string, Tensor>();
-    for (const [n, K] of cap.grams()) alphas.set(n, solveCoefficients(K, LAMBDA));
+    const { alpha } = s.pre.solve(cap, 0);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    cap.writeWeightedGradients(alphas, { consume: true });
+    cap.writeWeightedGradients(byLayer(s, alpha), { consume: true });
     s.opt.update();
     return secs;
   });
+}
+
+/** Rows of alpha [layers, B] by layer name (layer-wise coefficients, in the engine's layer order). */
+function byLayer(s: Setup, alpha: Tensor): Map<string, Tensor> {
+  return new Map(s.engine.layers.map((l, g) => [l.name, alpha.select(0, g)] as const));
 }
 
 function globalStep(s: Setup): void {
@@ -89,7 +103,7 @@ function globalStep(s: Setup): void {
 function weightedStep(s: Setup): void {
   scope(() => {
     const cap = s.engine.capture(crossEntropyPerSample(s.model.forward(s.x), s.y));
-    cap.writeWeightedGradients(s.alphas, { consume: true });
+    cap.writeWeightedGradients(byLayer(s, s.alphas.to('float32')), { consume: true });
     s.opt.update();
   });
 }
@@ -157,24 +171,52 @@ function childPeak(name: ModelName, variant: string): { baseKb: number; maxKb: n
 const rounds = positiveFlag(argv, 'rounds', 'bench:curvature') ?? (quick ? 3 : 7);
 const mlpS = setup('mlp');
 const resS = setup('resnet');
-const gramSecs: Record<ModelName, number[]> = { mlp: [], resnet: [] };
-const ngd = (s: Setup, name: ModelName): (() => void) => () => { gramSecs[name].push(ngdStep(s)); };
-// MLP steps take milliseconds: repeat them so each sample is comparable in length to a ResNet step.
+// MLP steps take milliseconds: repeat them so each block is long enough to time well.
 const mlpReps = quick ? 10 : 25;
-const t = await interleave({
-  mlp_plain: timed('mlp_plain', mlpS, false, () => plainStep(mlpS), mlpReps),
-  mlp_ngd: timed('mlp_ngd', mlpS, true, ngd(mlpS, 'mlp'), mlpReps),
-  mlp_weighted: timed('mlp_weighted', mlpS, true, () => weightedStep(mlpS), mlpReps),
-  mlp_global: timed('mlp_global', mlpS, true, () => globalStep(mlpS), mlpReps),
-  resnet_plain: timed('resnet_plain', resS, false, () => plainStep(resS), 1),
-  resnet_ngd: timed('resnet_ngd', resS, true, ngd(resS, 'resnet'), 1),
-  resnet_weighted: timed('resnet_weighted', resS, true, () => weightedStep(resS), 1),
-  resnet_global: timed('resnet_global', resS, true, () => globalStep(resS), 1),
-}, { rounds, iters: quick ? 1 : 2 });
-// Gram+solve seconds per step: median over all timed steps (the warm-up round's steps dropped).
-const gramMedian = (name: ModelName, perRound: number): number => median(gramSecs[name].slice(perRound));
-const gsMlp = gramMedian('mlp', mlpReps * (quick ? 1 : 2));
-const gsRes = gramMedian('resnet', quick ? 1 : 2);
+
+interface ModelRatios {
+  /** Per round, each contender's time over the two plain blocks around it (bench/timing.ts). */
+  ratios: Record<string, number[]>;
+  /** Per round, the Gram+solve seconds per NGD step over the same plain blocks. */
+  gramSolve: number[];
+  plainSecs: number;
+  gramSolveSecs: number;
+  weightedSecs: number;
+}
+
+/**
+ * One model's contenders bracketed by plain steps, as bench:optimizers times its methods: a
+ * contender's sample is its block over the mean of the plain blocks right before and after it,
+ * so that the machine's drift (2x between runs minutes apart here) cancels within the round.
+ */
+async function modelRatios(name: ModelName, s: Setup, reps: number): Promise<ModelRatios> {
+  let blockGram: number[] = [];
+  const ngdBlock = (): void => { blockGram.push(ngdStep(s)); };
+  const gramPerRound: number[] = [];
+  const t = await bracketedRatios({
+    plain: timed(`${name}_plain`, s, false, () => plainStep(s), reps),
+    ngd: (iters) => {
+      blockGram = [];
+      const secs = timed(`${name}_ngd`, s, true, ngdBlock, reps)(iters);
+      gramPerRound.push(median(blockGram));
+      return secs;
+    },
+    weighted: timed(`${name}_weighted`, s, true, () => weightedStep(s), reps),
+    global: timed(`${name}_global`, s, true, () => globalStep(s), reps),
+  }, 'plain', { rounds: name === 'mlp' ? 3 * rounds : rounds, iters: quick ? 1 : 2 });
+  // The warm-up round's NGD block comes first; the others pair with the NGD ratios, round by round.
+  const gram = gramPerRound.slice(1);
+  const ngdSecs = t.times.ngd!;
+  return {
+    ratios: t.ratios,
+    gramSolve: gram.map((g, r) => g / (ngdSecs[r]! / t.ratios.ngd![r]!)),
+    plainSecs: median(t.reference),
+    gramSolveSecs: median(gram),
+    weightedSecs: median(t.times.weighted!),
+  };
+}
+const mlpT = await modelRatios('mlp', mlpS, mlpReps);
+const resT = await modelRatios('resnet', resS, 1);
 
 const peaks: Record<string, number> = {};
 for (const name of ['mlp', 'resnet'] as const) {
@@ -188,26 +230,32 @@ for (const name of ['mlp', 'resnet'] as const) {
   peaks[`peak_rss_mb_${name}_capture`] = capture.maxKb / 1024;
 }
 
-const wMlp = t.mlp_weighted! / t.mlp_plain!;
-const wRes = t.resnet_weighted! / t.resnet_plain!;
+const ratioOf = (r: ModelRatios, k: string): number => summarizeRatios(r.ratios[k]!).median;
+const ci = (v: number[]): number[] => summarizeRatios(v).ci95.map((x) => Number(x.toFixed(3)));
+const wMlp = ratioOf(mlpT, 'weighted');
+const wRes = ratioOf(resT, 'weighted');
 report({
-  gram_solve_over_step_mlp: gsMlp / t.mlp_plain!,
-  gram_solve_over_step_resnet: gsRes / t.resnet_plain!,
+  gram_solve_over_step_mlp: median(mlpT.gramSolve),
+  gram_solve_over_step_mlp_ci95: ci(mlpT.gramSolve),
+  gram_solve_over_step_resnet: median(resT.gramSolve),
+  gram_solve_over_step_resnet_ci95: ci(resT.gramSolve),
   weighted_over_backward: Math.max(wMlp, wRes),
   weighted_over_backward_mlp: wMlp,
+  weighted_over_backward_mlp_ci95: ci(mlpT.ratios.weighted!),
   weighted_over_backward_resnet: wRes,
-  weighted_global_over_backward_mlp: t.mlp_global! / t.mlp_plain!,
-  weighted_global_over_backward_resnet: t.resnet_global! / t.resnet_plain!,
+  weighted_over_backward_resnet_ci95: ci(resT.ratios.weighted!),
+  weighted_global_over_backward_mlp: ratioOf(mlpT, 'global'),
+  weighted_global_over_backward_resnet: ratioOf(resT, 'global'),
   peak_mem_capture_over_plain: Math.max(peaks.peak_mem_capture_over_plain_mlp_step!, peaks.peak_mem_capture_over_plain_resnet_step!),
   ...peaks,
-  ngd_step_over_step_mlp: t.mlp_ngd! / t.mlp_plain!,
-  ngd_step_over_step_resnet: t.resnet_ngd! / t.resnet_plain!,
-  ms_plain_mlp: t.mlp_plain! * 1e3,
-  ms_plain_resnet: t.resnet_plain! * 1e3,
-  ms_gram_solve_mlp: gsMlp * 1e3,
-  ms_gram_solve_resnet: gsRes * 1e3,
-  ms_weighted_mlp: t.mlp_weighted! * 1e3,
-  ms_weighted_resnet: t.resnet_weighted! * 1e3,
+  ngd_step_over_step_mlp: ratioOf(mlpT, 'ngd'),
+  ngd_step_over_step_resnet: ratioOf(resT, 'ngd'),
+  ms_plain_mlp: mlpT.plainSecs * 1e3,
+  ms_plain_resnet: resT.plainSecs * 1e3,
+  ms_gram_solve_mlp: mlpT.gramSolveSecs * 1e3,
+  ms_gram_solve_resnet: resT.gramSolveSecs * 1e3,
+  ms_weighted_mlp: mlpT.weightedSecs * 1e3,
+  ms_weighted_resnet: resT.weightedSecs * 1e3,
   page_faults_per_step_resnet: Object.fromEntries(Object.entries(faults).filter(([k]) => k.startsWith('resnet')).map(([k, v]) => [k, Math.round(median(v.slice(1)))])),
   resnet_gram_breakdown: breakdown(resS),
   // glibc returns freed heap tops to the OS (M_TRIM_THRESHOLD), so a step whose peak exceeds the
@@ -215,7 +263,8 @@ report({
   // (set before the process starts) turn that off.
   malloc_env: process.env.MALLOC_TRIM_THRESHOLD_ !== undefined || process.env.MALLOC_MMAP_THRESHOLD_ !== undefined
     ? `MALLOC_TRIM_THRESHOLD_=${process.env.MALLOC_TRIM_THRESHOLD_} MALLOC_MMAP_THRESHOLD_=${process.env.MALLOC_MMAP_THRESHOLD_}` : 'default',
-  rounds,
+  rounds_mlp: 3 * rounds,
+  rounds_resnet: rounds,
   batch: B,
   threads: getNumThreads(),
 }, json);
