@@ -292,7 +292,7 @@ function rowFor(c: Coefficients, name: string): Tensor {
 /** One alpha [B] for every layer (global), or one per layer name (layer-wise). */
 function alphaByGroup(c: Coefficients): Alpha {
   if (c.groups.kind === 'global') return c.alpha.select(0, 0);
-  const perLayer = new Map<string, Tensor>();
-  c.groups.layers.forEach((name, g) => perLayer.set(name, c.alpha.select(0, g)));
-  return perLayer;
+  // One unbind for all rows (G selects would be G op calls).
+  const rows = c.alpha.unbind(0);
+  return new Map(c.groups.layers.map((name, g) => [name, rows[g]!] as const));
 }
