@@ -80,17 +80,19 @@ function ngdStep(s: Setup): number {
   return scope(() => {
     const cap = s.engine.capture(crossEntropyPerSample(s.model.forward(s.x), s.y));
     const t0 = process.hrtime.bigint();
-    const { alpha } = s.pre.solve(cap, 0);
+    const { alpha, groups } = s.pre.solve(cap, 0);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    cap.writeWeightedGradients(byLayer(s, alpha), { consume: true });
+    if (groups.kind !== 'layerwise') throw new Error('bench:curvature: NGD is layer-wise here');
+    cap.writeWeightedGradients(byLayer(groups.layers, alpha), { consume: true });
     s.opt.update();
     return secs;
   });
 }
 
-/** Rows of alpha [layers, B] by layer name (layer-wise coefficients, in the engine's layer order). */
-function byLayer(s: Setup, alpha: Tensor): Map<string, Tensor> {
-  return new Map(s.engine.layers.map((l, g) => [l.name, alpha.select(0, g)] as const));
+/** Rows of alpha [layers, B] by layer name, row g for layers[g] (one unbind, as FNGD's step does). */
+function byLayer(layers: readonly string[], alpha: Tensor): Map<string, Tensor> {
+  const rows = alpha.unbind(0);
+  return new Map(layers.map((name, g) => [name, rows[g]!] as const));
 }
 
 function globalStep(s: Setup): void {
@@ -103,7 +105,7 @@ function globalStep(s: Setup): void {
 function weightedStep(s: Setup): void {
   scope(() => {
     const cap = s.engine.capture(crossEntropyPerSample(s.model.forward(s.x), s.y));
-    cap.writeWeightedGradients(byLayer(s, s.alphas.to('float32')), { consume: true });
+    cap.writeWeightedGradients(byLayer(s.engine.layers.map((l) => l.name), s.alphas.to('float32')), { consume: true });
     s.opt.update();
   });
 }

@@ -229,26 +229,38 @@ export abstract class LayerCurvature {
   }
 }
 
+const HALF = new Set<string>(['float16', 'bfloat16']);
+
+/** Position features as rows: a sample's T positions in consecutive rows of a [B T, din] and d [B T, dout]. */
+export interface PositionRows {
+  /** Inputs (null: embeddings, whose one-hot a.a is token equality). */
+  a: Tensor | null;
+  d: Tensor;
+  batch: number;
+  positions: number;
+}
+
 /**
- * Rows start .. start+count-1 of the pairwise Gram from dense position features given as rows:
- * a [B T, din], d [B T, dout], a sample's T positions in consecutive rows. `bias` adds 1 to every
- * a.a (the trailing 1 of a); `mask(start, count)` [count T, B T] multiplies the d.d term
- * (embeddings: a null, the one-hot a.a is token equality). The Hadamard product is taken in the
- * model's dtype and cast to float64 once, before the sum over positions: one more rounding of
- * entries whose factors are products in that dtype already, and half the casts (the MLP's NGD
- * step spends a tenth of its Gram time in them).
+ * Rows start .. start+count-1 of the pairwise Gram from position rows. `bias` adds 1 to every a.a
+ * (the trailing 1 of a); `mask(start, count)` [count T, B T] multiplies the d.d term (embeddings).
+ * The Hadamard product is taken in the products' dtype (float32 at least: half-precision entries
+ * overflow at a few hundred times a few hundred) and cast to float64 once, before the sum over
+ * positions: one more rounding of entries whose factors are already rounded to that dtype, and half
+ * the casts.
  */
-export function pairwiseDense(
-  f: { a: Tensor | null; d: Tensor; batch: number; positions: number }, start: number, count: number, bias: boolean,
-  mask?: (s: number, c: number) => Tensor,
-): Tensor {
+export function pairwiseDense(f: PositionRows, start: number, count: number, bias: boolean, mask?: (s: number, c: number) => Tensor): Tensor {
   const { a, d, batch: b, positions: t } = f;
   const rows = (x: Tensor): Tensor => (start === 0 && count === b ? x : x.narrow(0, start * t, count * t));
-  let k = gemmNT(rows(d), d);
-  if (a !== null) k = (bias ? gemmNT(rows(a), a).add_(1) : gemmNT(rows(a), a)).mul_(k);
-  if (mask !== undefined) k = k.mul_(mask(start, count));
-  k = k.double();
-  return t === 1 ? k : k.view(count, t, b, t).sum([1, 3]);
+  const wide = (x: Tensor): Tensor => (HALF.has(x.dtype) ? x.float() : x);
+  const k = wide(gemmNT(rows(d), d));
+  if (a !== null) {
+    const aa = wide(gemmNT(rows(a), a));
+    if (bias) aa.add_(1);
+    k.mul_(aa);
+  }
+  if (mask !== undefined) k.mul_(mask(start, count));
+  const k64 = k.double();
+  return t === 1 ? k64 : k64.view(count, t, b, t).sum([1, 3]);
 }
 
 /** sum_n [a_n, 1][a_n, 1]^T / n (the trailing-1 row and column only when `bias`), from a [n, din]. */

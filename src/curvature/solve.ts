@@ -84,9 +84,10 @@ export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: SolveOptio
   const dev = K.device;
   return noGrad(() => scope(() => {
     // Under noGrad nothing records a graph: no detach. Float64 inputs on K's device are used as they
-    // are (the Grams are): each cast is an op call, and NGD's step makes a dozen small ones here.
+    // are (the Grams are): each cast is an op call, and a step's solve is made of small ones.
     const K64 = float64On(K, dev);
     const s64 = float64On(shift, dev);
+    // A copy even when K64 is one already: the fallback below solves from the unshifted K64.
     const M = K64.clone();
     M.diagonal(0, 1, 2).add_(s64.unsqueeze(1));
     const r = o.rhs === undefined ? ones([g, b], { dtype: 'float64', device: dev }) : float64On(o.rhs, dev);

@@ -15,18 +15,19 @@ export function liveTensors(): { tensors: number; bytes: number } {
   return native.live();
 }
 
+// The thread count as last read: read again after each setNumThreads (the only way fngd changes it;
+// FNGD_NUM_THREADS is applied when the addon loads). The gemm route key reads it on every product.
+let threads: number | null = null;
+
 /**
  * libtorch's intra-op threads. At most the machine's cores (`os.availableParallelism()`): more
  * only oversubscribe (1,000 threads made a run 10x slower; a million hung). `force` (or
  * FNGD_FORCE_THREADS=1) lifts that bound up to the addon's hard ceiling of 1,024.
  */
 export function setNumThreads(n: number, o: { force?: boolean } = {}): void {
-  native.setNumThreads(checkThreads(n, 'setNumThreads', o?.force));
   threads = null;
+  native.setNumThreads(checkThreads(n, 'setNumThreads', o?.force));
 }
-// Read once and after each setNumThreads (the only way fngd changes it): the gemm route key reads
-// it on every product.
-let threads: number | null = null;
 export function getNumThreads(): number {
   return (threads ??= native.getNumThreads());
 }

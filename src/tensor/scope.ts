@@ -13,7 +13,7 @@ export interface Disposable {
    * tensors, so the collector could never take them before the scope disposes them anyway: arming
    * the net for them (a native call per tensor) would be wasted.
    */
-  unowned(): void;
+  armSafetyNet(): void;
 }
 
 const stack: Disposable[][] = [];
@@ -30,7 +30,7 @@ export function track(t: Disposable): boolean {
 export function keep<T extends Disposable>(t: T): T {
   if (!t.kept) {
     t.kept = true;
-    t.unowned();
+    t.armSafetyNet();
   }
   return t;
 }
@@ -75,16 +75,24 @@ export function scope<T>(fn: () => T): T {
     for (const t of mine) if (!t.kept) t.dispose();
     throw new Error('scope(fn): fn returned a Promise; scopes are synchronous (create tensors between awaits inside their own scopes)');
   }
-  const escaping = new Set<Disposable>();
-  collect(result, escaping, tensorCheck);
   const parent = stack[stack.length - 1];
-  for (const t of mine) {
-    if (t.kept) continue;
-    if (escaping.has(t)) {
-      if (parent !== undefined) parent.push(t);
-      else t.unowned();
-    } else {
-      t.dispose();
+  let next = 0;
+  try {
+    const escaping = new Set<Disposable>();
+    collect(result, escaping, tensorCheck);
+    while (next < mine.length) {
+      const t = mine[next++]!;
+      if (t.kept) continue;
+      if (!escaping.has(t)) t.dispose();
+      else if (parent !== undefined) parent.push(t);
+      else t.armSafetyNet();
+    }
+  } finally {
+    // Reading the result (a throwing getter) or a dispose threw: nothing escapes, and what the loop
+    // did not reach is freed now, since no safety net was armed for it.
+    while (next < mine.length) {
+      const t = mine[next++]!;
+      if (!t.kept) t.dispose();
     }
   }
   return result;

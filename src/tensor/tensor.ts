@@ -43,12 +43,12 @@ export class Tensor {
   /** Set by `keep()`: no scope disposes this tensor. */
   kept = false;
   #handle: Handle;
-  /** The garbage-collection safety net is set for this tensor (see unowned). */
+  /** The garbage-collection safety net is set for this tensor (see armSafetyNet). */
   #armed = false;
 
   constructor(handle: Handle) {
     this.#handle = handle;
-    if (!track(this)) this.unowned();
+    if (!track(this)) this.armSafetyNet();
   }
 
   /**
@@ -57,7 +57,7 @@ export class Tensor {
    * reference in the addon, not a FinalizationRegistry, whose callbacks wait for the event loop.
    * @internal called by the scopes (scope.ts)
    */
-  unowned(): void {
+  armSafetyNet(): void {
     if (this.#armed) return;
     this.#armed = true;
     native.arm(this, this.#handle);
