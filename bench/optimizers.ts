@@ -9,9 +9,14 @@
 //   fngd_reuse  an FNGD step of a later epoch (stored coefficients, no Gram, no solve)
 //   sgd_engine  SGD's direction through the curvature engine (capture, then weighted gradients with
 //               alpha = 1/B): what FNGD's reuse step costs without its coefficients; the engine's
-//               weight-gradient products go through oneDNN (src/curvature/gemm.ts), autograd's through
-//               BLAS, so fngd_reuse / sgd can fall below 1, and fngd_reuse / sgd_engine is the cost of
-//               the coefficients alone
+//               weight-gradient products take the route measured fastest (BLAS or oneDNN,
+//               src/curvature/gemm.ts), autograd's BLAS, so fngd_reuse / sgd can fall below 1, and
+//               fngd_reuse / sgd_engine is the cost of the coefficients alone
+//   reuse_floor (MLP) a layer-wise reuse step written by hand: the forward through the Linears, one
+//               grad to their outputs, each output gradient scaled in place by fixed coefficients,
+//               its weight product and bias sum, SGD's update; fngd_reuse's products without the
+//               engine's and the optimizer's bookkeeping, so fngd_reuse / reuse_floor is what that
+//               bookkeeping costs
 //   ngd         an exact NGD step (capture, Grams, B x B solves, weighted gradients)
 //   kfac        a KFAC step with its default cadence: factor updates every 10 steps are inside
 //               the timed rounds (whole multiples of 10 steps); the inverses (every 100 steps)
@@ -35,11 +40,11 @@
 // 7,857 x 7,857 output-projection factor (a factor update every 10 steps, and an inverse every 100)
 // makes one cost period alone longer than this whole case.
 import { BOS, EOS, PAD } from '../src/data/index.js';
-import { crossEntropyPerSample, mlp, resnetSmall, type Layer, type Module, type TransformerSeq2Seq } from '../src/nn/index.js';
+import { crossEntropyPerSample, Linear, mlp, resnetSmall, type Layer, type Module, type TransformerSeq2Seq } from '../src/nn/index.js';
 import { translationModel } from '../src/train/tasks.js';
 import { AdamW, SGD, type Optimizer } from '../src/optim/index.js';
 import { engineSgd, fastIef, fngd, ief, kfac, ngd, thermodynamicNgd, type Preconditioner } from '../src/precondition/index.js';
-import { getNumThreads, keep, manualSeed, randint, randn, scope, tensor, type Tensor } from '../src/tensor/index.js';
+import { F, getNumThreads, grad, keep, manualSeed, noGrad, rand, randint, randn, scope, tensor, type Tensor } from '../src/tensor/index.js';
 import { bracketedRatios, flag, median, positiveFlag, report, summarizeRatios, timeWholePeriods } from './timing.js';
 
 const argv = process.argv.slice(2);
@@ -57,6 +62,8 @@ interface Setup { model: () => Module; loss: (m: Module) => Tensor; inputs: Tens
 interface Case {
   name: string;
   setup: () => Setup;
+  /** Time the hand-written reuse floor too (a plain stack of Linears and ReLUs). */
+  floor?: boolean;
   /** The first-order rule every ratio is over. */
   reference: 'sgd' | 'adamw';
   /** Contenders beside the reference, by result key. */
@@ -106,7 +113,7 @@ const IMAGE_METHODS: Case['methods'] = {
   thermo_ngd_dt05: (m) => thermodynamicNgd(m, { dt: 0.5 }),
 };
 const cases: Case[] = [
-  { name: 'mlp', setup: imageSetup(() => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), [B, 1, 28, 28]), reference: 'sgd', methods: IMAGE_METHODS, iters: 2, rounds: 40 },
+  { name: 'mlp', setup: imageSetup(() => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), [B, 1, 28, 28]), reference: 'sgd', methods: IMAGE_METHODS, iters: 2, rounds: 40, floor: true },
   { name: 'resnet', setup: imageSetup(() => resnetSmall({ depth: 20, classes: 10 }), [B, 3, 32, 32]), reference: 'sgd', methods: IMAGE_METHODS, iters: 1, rounds: 30 },
   {
     name: 'transformer', setup: transformerSetup, reference: 'adamw', iters: 1, rounds: 10,
@@ -120,6 +127,35 @@ const cases: Case[] = [
 ];
 if (onlyCase !== null && !cases.some((c) => c.name === onlyCase)) {
   throw new RangeError(`bench:optimizers: --case must be one of ${cases.map((c) => c.name).join(', ')}, got '${onlyCase}'`);
+}
+
+/**
+ * The reuse_floor step on an MLP (flatten, then Linears with ReLU between): see the header. Its
+ * coefficients are fixed positive rows summing to 1, as FNGD's normalized ones do.
+ */
+function reuseFloor(model: Module, opt: Optimizer, x: Tensor, y: Tensor): { step: () => void; alpha: Tensor } {
+  const linears = model.namedModules().map(([, m]) => m).filter((m): m is Linear => m instanceof Linear);
+  const alpha = keep(rand([linears.length, B, 1]).add(0.5));
+  alpha.div_(alpha.sum(1, true));
+  const step = (): void => scope(() => {
+    const inputs: Tensor[] = [];
+    const outputs: Tensor[] = [];
+    let h = x.flatten(1);
+    linears.forEach((l, i) => {
+      inputs.push(h);
+      const z = F.linear(h, l.weight, l.bias);
+      outputs.push(z);
+      h = i < linears.length - 1 ? z.relu() : z;
+    });
+    const deltas = grad(F.crossEntropy(h, y, { reduction: 'none' }).sum(), outputs);
+    noGrad(() => linears.forEach((l, i) => {
+      const d = deltas[i]!.mul_(alpha.select(0, i));
+      l.weight.grad = d.t().mm(inputs[i]!);
+      l.bias!.grad = d.sum(0);
+    }));
+    opt.update();
+  });
+  return { step, alpha };
 }
 
 const result: Record<string, unknown> = {};
@@ -151,6 +187,12 @@ for (const c of cases) {
   for (const [k, r] of Object.entries(runs)) {
     contenders[k] = (n) => timeWholePeriods(n, r.opt.costPeriod, () => step(r, reuses.has(k) ? 1 : 0));
   }
+  const floorRun = c.floor === true ? make(null) : null;
+  if (floorRun !== null) {
+    const floor = reuseFloor(floorRun.model, floorRun.opt, setup.inputs[0]!, setup.inputs[1]!);
+    contenders.reuse_floor = (n) => timeWholePeriods(n, 1, floor.step);
+    setup.inputs.push(floor.alpha); // freed with the case's inputs
+  }
   const rounds = roundsFlag ?? c.rounds;
   const t = await bracketedRatios(contenders, ref, { rounds, iters: itersFlag ?? c.iters });
   result[`${ref}_step_ms_${c.name}`] = median(t.reference) * 1e3;
@@ -164,6 +206,10 @@ for (const c of cases) {
   for (const k of Object.keys(runs)) if (k !== ref) put(`${k}_over_${ref}`, t.ratios[k]!);
   // Both bracketed by the same round's reference blocks: their quotient is the coefficients' own cost.
   put('fngd_reuse_over_sgd_engine', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.sgd_engine![i]!));
+  if (floorRun !== null) {
+    put(`reuse_floor_over_${ref}`, t.ratios.reuse_floor!);
+    put('fngd_reuse_over_reuse_floor', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.reuse_floor![i]!));
+  }
   result[`rounds_${c.name}`] = rounds;
   if (runs.thermo_ngd !== undefined) {
     // The analog solver's time per step (t tau, all groups in parallel) beside the simulation's.
@@ -171,7 +217,7 @@ for (const c of cases) {
     result[`thermo_ngd_analog_s_per_step_${c.name}`] = thermo.t * thermo.tau;
     result[`thermo_ngd_digital_s_per_step_${c.name}`] = (median(t.reference) * (result[`thermo_ngd_over_sgd_${c.name}`] as number));
   }
-  for (const r of Object.values(runs)) {
+  for (const r of [...Object.values(runs), ...(floorRun === null ? [] : [floorRun])]) {
     r.opt.dispose();
     r.model.dispose();
   }
