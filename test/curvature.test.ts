@@ -810,3 +810,34 @@ test('solveCoefficientsBatched: each group equals its dense float64 solve; a sin
   assert.throws(() => solveCoefficientsBatched(grams[0]!, shift), /K must be \[G, B, B\]/);
   assert.throws(() => solveCoefficientsBatched(stack(grams), tensor(Float64Array.from([1, 2]))), /shift must be \[3\]/);
 }));
+
+test('half-precision Linears: Grams are formed in float32 at least and match the float64 brute force to bfloat16 precision', () => leakCheck(() => {
+  // The Hadamard product of a pairwise Gram is taken in the products' dtype, widened from 16 bits
+  // (float16 entries overflow at a few hundred squared); bfloat16 runs on the CPU, float16 only on a GPU.
+  manualSeed(14);
+  const make = (dtype: 'bfloat16' | 'float64'): Module & { forward(x: Tensor): Tensor } => {
+    class Net extends Module {
+      readonly l1 = this.registerModule('l1', new Linear(6, 7, { dtype }));
+      readonly l2 = this.registerModule('l2', new Linear(7, 3, { dtype }));
+      forward(x: Tensor): Tensor { return this.l2.forward(this.l1.forward(x).tanh()); }
+    }
+    return new Net();
+  };
+  const half = make('bfloat16');
+  const exact = make('float64');
+  noGrad(() => exact.namedParameters().forEach(([, p], i) => p.copy_(half.namedParameters()[i]![1].to('float64'))));
+  const engine = new CurvatureEngine(half);
+  scope(() => {
+    const x = randn([6, 6], f64);
+    const y = tensor(BigInt64Array.from([0n, 2n, 1n, 1n, 0n, 2n]));
+    const grams = engine.capture(crossEntropyPerSample(half.forward(x.to('bfloat16')), y)).grams({ method: 'pairwise' });
+    const loss = crossEntropyPerSample(exact.forward(x.to('bfloat16').to('float64')), y);
+    for (const name of ['l1', 'l2']) {
+      const K = grams.get(name)!;
+      assert.equal(K.dtype, 'float64');
+      const err = relErr(K, gramOf(bruteForce(loss, layerParams(exact, name))));
+      assert.ok(err < 5e-2, `${name}: bfloat16 Gram off the float64 brute force by ${err.toExponential(2)}`);
+    }
+  });
+  engine.dispose();
+}));
