@@ -13,7 +13,7 @@
 // Which one a layer uses is decided in gram.ts from `costs()`. The kinds: linear.ts, conv.ts,
 // embedding.ts.
 import type { TapKind, TappableLayer } from '../nn/taps.js';
-import { callOp, cat, empty, keep, ones, type DType, type Tensor } from '../tensor/index.js';
+import { callOp, cat, convertedTo, empty, keep, ones, type DType, type Tensor } from '../tensor/index.js';
 import { gemmNT, gemmTN } from './gemm.js';
 
 /** One run of a layer in the forward pass. */
@@ -183,7 +183,7 @@ export abstract class LayerCurvature {
   /** alpha [B] -> a view that broadcasts against a [B, ...] tensor of `dims` dimensions. */
   protected alphaFor(alpha: Tensor, dims: number): Tensor {
     const dtype = this.dtype;
-    const a = alpha.dtype === dtype ? alpha : alpha.to(dtype);
+    const a = convertedTo(alpha, dtype);
     return dims === 1 ? a : a.reshape([this.batch, ...new Array<number>(dims - 1).fill(1)]);
   }
 

@@ -7,7 +7,7 @@
 // `maxTries` failures the solve throws. It never returns NaN. (With lambda = 0 and a singular K the
 // jittered solve is finite but may be large: alpha ~ 1/jitter along K's null space.)
 import { choleskyEx, choleskySolve } from '../tensor/linalg.js';
-import { callOp, eye, noGrad, ones, scope, stack, type Tensor } from '../tensor/index.js';
+import { callOp, convertedTo, eye, noGrad, ones, scope, stack, type Tensor } from '../tensor/index.js';
 
 export interface SolveOptions {
   /** Right-hand side [B] or [B, m] (default: ones [B]). */
@@ -85,12 +85,12 @@ export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: SolveOptio
   return noGrad(() => scope(() => {
     // Under noGrad nothing records a graph: no detach. Float64 inputs on K's device are used as they
     // are (the Grams are): each cast is an op call, and a step's solve is made of small ones.
-    const K64 = float64On(K, dev);
-    const s64 = float64On(shift, dev);
+    const K64 = convertedTo(K, 'float64', dev);
+    const s64 = convertedTo(shift, 'float64', dev);
     // A copy even when K64 is one already: the fallback below solves from the unshifted K64.
     const M = K64.clone();
     M.diagonal(0, 1, 2).add_(s64.unsqueeze(1));
-    const r = o.rhs === undefined ? ones([g, b], { dtype: 'float64', device: dev }) : float64On(o.rhs, dev);
+    const r = o.rhs === undefined ? ones([g, b], { dtype: 'float64', device: dev }) : convertedTo(o.rhs, 'float64', dev);
     if (r.dim !== 2 || r.size(0) !== g || r.size(1) !== b) throw new RangeError(`solveCoefficientsBatched: rhs must be [${g}, ${b}], got [${r.shape}]`);
     const { L, info } = choleskyEx(M);
     const x = choleskySolve(r.unsqueeze(2), L).squeeze(2);
@@ -111,11 +111,6 @@ export function solveCoefficientsBatched(K: Tensor, shift: Tensor, o: SolveOptio
     });
     return { alpha: stack(rows), jitter };
   }));
-}
-
-/** `t` as float64 on `device`: itself when it already is. */
-function float64On(t: Tensor, device: string): Tensor {
-  return t.dtype === 'float64' && t.device === device ? t : t.to({ dtype: 'float64', device });
 }
 
 function allFinite(t: Tensor): boolean {

@@ -17,7 +17,7 @@
 import { CurvatureEngine, type Alpha, type Capture, type CurvatureOptions } from '../curvature/index.js';
 import type { Module } from '../nn/module.js';
 import type { StepInput, StepStats } from '../optim/optimizer.js';
-import { empty, noGrad, scope, stack, zeros, type Tensor } from '../tensor/index.js';
+import { convertedTo, empty, noGrad, scope, stack, zeros, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import { checkDamping, diagonalShift, type Damping, type DampingMode } from './damping.js';
 import type { JsonValue, Preconditioner, PreconditionerStateDict } from './preconditioner.js';
@@ -222,7 +222,7 @@ export class SampleSpacePreconditioner implements Preconditioner {
     // reuse step would then no longer equal the solve step it replays.
     // Converted to the model's dtype once here, not once per layer (each op call costs microseconds).
     const dtype = cap.layers[0]?.dtype ?? c.alpha.dtype;
-    const alpha = c.alpha.dtype === dtype ? c.alpha : c.alpha.to(dtype);
+    const alpha = convertedTo(c.alpha, dtype);
     cap.writeWeightedGradients(alphaByGroup({ ...c, alpha }), { consume: true });
   }
 

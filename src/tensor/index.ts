@@ -1,7 +1,7 @@
 // The tensor layer: one import for everything built on libtorch.
 import { checkThreads, native, type BlasInfo } from './native.js';
 
-export { Tensor, Generator, type DType, type Device, type Scalar, type TypedArray } from './tensor.js';
+export { Tensor, Generator, convertedTo, type DType, type Device, type Scalar, type TypedArray } from './tensor.js';
 export * from './create.js';
 export * as F from './functional.js';
 export * as linalg from './linalg.js';

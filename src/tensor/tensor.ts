@@ -409,6 +409,14 @@ export class Generator {
 }
 
 // Every operator the Tensor class uses, resolved once on first call.
+/**
+ * `t` itself when it already has `dtype` (and `device`, when given), else `t.to(...)`: on hot paths
+ * the no-op `to` is still an op call. The result may be `t`: dispose only one of them.
+ */
+export function convertedTo(t: Tensor, dtype: DType, device?: Device): Tensor {
+  return t.dtype === dtype && (device === undefined || t.device === device) ? t : t.to(device === undefined ? { dtype } : { dtype, device });
+}
+
 export const ops = {
   toDtypeLayout: defineOp('to', 'dtype_layout'),
   clone: defineOp('clone'),
