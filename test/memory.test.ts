@@ -176,3 +176,13 @@ test('forgotten tensors in a synchronous loop without global.gc stay bounded (V8
   assert.ok(r.firstMb! < 500, `resident memory peaked ${r.firstMb!.toFixed(0)} MB above the start while 2,000 MB were made and forgotten`);
   assert.ok(r.secondMb! < r.firstMb! + 100, `the second round peaked at ${r.secondMb!.toFixed(0)} MB, the first at ${r.firstMb!.toFixed(0)} MB: not bounded`);
 });
+
+test('a scope that throws, returns a Promise or has a result that cannot be read frees its tensors and closes', () => {
+  const base = liveTensors();
+  assert.throws(() => scope(() => { T.zeros([3]); throw new Error('inside'); }), /inside/);
+  assert.throws(() => scope(() => { T.zeros([3]); return Promise.resolve(1); }), /returned a Promise/);
+  const unreadable = { get t(): never { throw new Error('getter'); } };
+  assert.throws(() => scope(() => { T.zeros([3]); return unreadable; }), /getter/);
+  assert.equal(T.scopeDepth(), 0);
+  assert.deepEqual(liveTensors(), base);
+});

@@ -62,22 +62,20 @@ export function setTensorCheck(f: (v: unknown) => v is Disposable): void {
 export function scope<T>(fn: () => T): T {
   const mine: Disposable[] = [];
   stack.push(mine);
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    stack.pop();
-    for (const t of mine) if (!t.kept) t.dispose();
-    throw e;
-  }
-  stack.pop();
-  if (result instanceof Promise) {
-    for (const t of mine) if (!t.kept) t.dispose();
-    throw new Error('scope(fn): fn returned a Promise; scopes are synchronous (create tensors between awaits inside their own scopes)');
-  }
-  const parent = stack[stack.length - 1];
+  // Whatever the loop below does not reach (fn threw or returned a Promise, reading its result or a
+  // dispose threw) is freed in the finally: nothing escapes an error, and no safety net was armed.
   let next = 0;
   try {
+    let result: T;
+    try {
+      result = fn();
+    } finally {
+      stack.pop();
+    }
+    if (result instanceof Promise) {
+      throw new Error('scope(fn): fn returned a Promise; scopes are synchronous (create tensors between awaits inside their own scopes)');
+    }
+    const parent = stack[stack.length - 1];
     const escaping = new Set<Disposable>();
     collect(result, escaping, tensorCheck);
     while (next < mine.length) {
@@ -87,15 +85,13 @@ export function scope<T>(fn: () => T): T {
       else if (parent !== undefined) parent.push(t);
       else t.armSafetyNet();
     }
+    return result;
   } finally {
-    // Reading the result (a throwing getter) or a dispose threw: nothing escapes, and what the loop
-    // did not reach is freed now, since no safety net was armed for it.
     while (next < mine.length) {
       const t = mine[next++]!;
       if (!t.kept) t.dispose();
     }
   }
-  return result;
 }
 
 /** How many scopes are open (for tests and assertions). */
