@@ -29,6 +29,7 @@ import { crossEntropyPerSample, mlp, resnetSmall, type Module } from '../src/nn/
 import { SGD } from '../src/optim/sgd.js';
 import { layerGram, type Capture, type CurvatureEngine } from '../src/curvature/index.js';
 import { ngd, type SampleSpacePreconditioner } from '../src/precondition/index.js';
+import { alphaByGroup } from '../src/precondition/sample-space.js';
 import { getNumThreads, keep, manualSeed, rand, randint, randn, scope, type Tensor } from '../src/tensor/index.js';
 import { bracketedRatios, median, positiveFlag, report, summarizeRatios } from './timing.js';
 
@@ -80,19 +81,12 @@ function ngdStep(s: Setup): number {
   return scope(() => {
     const cap = s.engine.capture(crossEntropyPerSample(s.model.forward(s.x), s.y));
     const t0 = process.hrtime.bigint();
-    const { alpha, groups } = s.pre.solve(cap, 0);
+    const { stats: _stats, ...coefficients } = s.pre.solve(cap, 0);
     const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-    if (groups.kind !== 'layerwise') throw new Error('bench:curvature: NGD is layer-wise here');
-    cap.writeWeightedGradients(byLayer(groups.layers, alpha), { consume: true });
+    cap.writeWeightedGradients(alphaByGroup(coefficients), { consume: true });
     s.opt.update();
     return secs;
   });
-}
-
-/** Rows of alpha [layers, B] by layer name, row g for layers[g] (one unbind, as FNGD's step does). */
-function byLayer(layers: readonly string[], alpha: Tensor): Map<string, Tensor> {
-  const rows = alpha.unbind(0);
-  return new Map(layers.map((name, g) => [name, rows[g]!] as const));
 }
 
 function globalStep(s: Setup): void {
@@ -105,7 +99,8 @@ function globalStep(s: Setup): void {
 function weightedStep(s: Setup): void {
   scope(() => {
     const cap = s.engine.capture(crossEntropyPerSample(s.model.forward(s.x), s.y));
-    cap.writeWeightedGradients(byLayer(s.engine.layers.map((l) => l.name), s.alphas.to('float32')), { consume: true });
+    const groups = { kind: 'layerwise' as const, layers: s.engine.layers.map((l) => l.name) };
+    cap.writeWeightedGradients(alphaByGroup({ alpha: s.alphas.to('float32'), groups }), { consume: true });
     s.opt.update();
   });
 }

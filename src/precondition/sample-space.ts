@@ -289,8 +289,11 @@ function rowFor(c: Coefficients, name: string): Tensor {
   return c.alpha.select(0, g);
 }
 
-/** One alpha [B] for every layer (global), or one per layer name (layer-wise). */
-function alphaByGroup(c: Coefficients): Alpha {
+/**
+ * One alpha [B] for every layer (global), or one per layer name (layer-wise).
+ * @internal exported for bench:curvature
+ */
+export function alphaByGroup(c: Coefficients): Alpha {
   if (c.groups.kind === 'global') return c.alpha.select(0, 0);
   // One unbind for all rows (G selects would be G op calls).
   const rows = c.alpha.unbind(0);
