@@ -171,6 +171,33 @@ test('FNGD: reshuffled batches, a smaller last batch and unseen sample ids all w
   f.dispose();
 }));
 
+test('FNGD reuse on a reshuffled batch: each layer sum_i alpha_i g_i with the stored alphas summed to 1 again (brute force)', () => scope(() => {
+  const g = new T.Generator(6);
+  const model = tinyMlp(g);
+  const params = model.parameters();
+  const f = FNGD(model, { ...opts({ normalize: 'sum', damping: 0.3 }), numSamples: 10 });
+  const all = batch(g, [4], 10);
+  const pick = (idx: number[]): Batch => ({ x: all.x.indexSelect(0, tensor(idx, { dtype: 'int64' })), y: all.y.indexSelect(0, tensor(idx, { dtype: 'int64' })), ids: Int32Array.from(idx) });
+  f.step({ perSampleLoss: loss(model, pick([0, 1, 2, 3, 4])), sampleIds: Int32Array.from([0, 1, 2, 3, 4]), epoch: 0 });
+  f.step({ perSampleLoss: loss(model, pick([5, 6, 7, 8, 9])), sampleIds: Int32Array.from([5, 6, 7, 8, 9]), epoch: 0, batchIndex: 1 });
+  // Samples from both solve batches: each layer's stored row no longer sums to 1 over this batch.
+  const mixed = pick([8, 1, 6, 3]);
+  const stored = f.pre.store!.get(mixed.ids, 0).alpha; // float64 [layers, 4], as solved
+  assert.ok(Math.abs(stored.select(0, 0).sum().item() - 1) > 1e-3, 'the mixed batch\'s stored row does not sum to 1 by itself');
+  f.step({ perSampleLoss: loss(model, mixed), sampleIds: mixed.ids, epoch: 1 });
+  const U = bruteU(model, mixed, params);
+  let row = 0;
+  const expected: Tensor[] = [];
+  for (const [layer, n] of [[0, 4 * 5 + 5], [1, 5 * 3 + 3]] as const) {
+    const a = stored.select(0, layer);
+    expected.push(U.narrow(0, row, n).mv(a.div(a.sum())));
+    row += n;
+  }
+  const err = relErr(flatGrad(params), cat(expected));
+  assert.ok(err < 1e-12, `relative error ${err}`);
+  f.dispose();
+}));
+
 test('B = 1, duplicated samples (singular Gram) and a NaN loss: clear outcomes, no NaN in the parameters', () => scope(() => {
   const g = new T.Generator(2);
   const model = tinyMlp(g);

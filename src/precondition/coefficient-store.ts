@@ -8,7 +8,7 @@
 // A sample never seen (a sample id first met after the store was filled, or a slot beyond the
 // stored ones) gets the MEAN of that group's stored coefficients: the same scale as its
 // neighbours, no preference among samples — SGD's uniform weights at the store's step size.
-import { noGrad, scope, tensor, type Tensor } from '../tensor/index.js';
+import { noGrad, scope, tensor, type DType, type Tensor } from '../tensor/index.js';
 
 export type CoefficientKey = 'sample' | 'slot';
 
@@ -94,10 +94,14 @@ export class CoefficientStore {
   }
 
   /**
-   * The stored coefficients of a batch as float64 [groups, B] on `device`; unseen samples get the
-   * group mean. Returns `missing`, the number of unseen samples, so callers can log it.
+   * The stored coefficients of a batch as [groups, B] on `device` in `dtype` (default float64);
+   * unseen samples get the group mean. `sumToOne` rescales each group's row to sum to 1 (rows summed
+   * to 1 within their solve-epoch batch; a reshuffled batch needs it again). Normalized and cast
+   * here, in the loop that gathers them, because in a reuse step each op call costs microseconds
+   * (a sum, a division and a cast were 3 of the step's few extra calls over SGD's, issue 13).
+   * Returns `missing`, the number of unseen samples, so callers can log it.
    */
-  get(sampleIds: Int32Array, batchIndex: number, device = 'cpu'): { alpha: Tensor; missing: number } {
+  get(sampleIds: Int32Array, batchIndex: number, o: { device?: string; dtype?: DType; sumToOne?: boolean } = {}): { alpha: Tensor; missing: number } {
     if (this.#count === 0) throw new Error('CoefficientStore.get: the store is empty (no NGD epoch has filled it)');
     const b = sampleIds.length;
     const cols = this.columns(sampleIds, batchIndex);
@@ -111,7 +115,15 @@ export class CoefficientStore {
         out[g * b + j] = known ? this.#values[g * this.capacity + c]! : this.#sums[g]! / this.#count;
       }
     }
-    return { alpha: tensor(out, { shape: [this.groups, b], device }), missing };
+    if (o.sumToOne === true) {
+      for (let g = 0; g < this.groups; g++) {
+        const row = out.subarray(g * b, (g + 1) * b);
+        let s = 0;
+        for (const v of row) s += v;
+        for (let j = 0; j < b; j++) row[j] = row[j]! / s;
+      }
+    }
+    return { alpha: tensor(out, { shape: [this.groups, b], device: o.device ?? 'cpu', dtype: o.dtype ?? 'float64' }), missing };
   }
 
   clear(): void {

@@ -95,9 +95,9 @@ export class CoefficientReuse {
     this.#store.put(input.sampleIds, input.batchIndex ?? 0, c.alpha);
   }
 
-  /** The stored coefficients of a batch, float64 [groups, B] on `device`, and how many were unseen. */
-  lookup(input: StepInput, device: string): Coefficients & { missing: number } {
-    const got = this.#store!.get(input.sampleIds, input.batchIndex ?? 0, device);
+  /** The stored coefficients of a batch, [groups, B] (CoefficientStore.get's options), and how many were unseen. */
+  lookup(input: StepInput, o: Parameters<CoefficientStore['get']>[2]): Coefficients & { missing: number } {
+    const got = this.#store!.get(input.sampleIds, input.batchIndex ?? 0, o);
     this.#reuseSteps += 1;
     return { alpha: got.alpha, missing: got.missing, groups: this.#groups! };
   }

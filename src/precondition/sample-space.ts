@@ -31,7 +31,7 @@ export type Normalize = 'sum' | 'none';
 /** Which parameters share one alpha: every covered layer (global), or one row per named layer. */
 export type CoefficientGroups = { kind: 'global' } | { kind: 'layerwise'; layers: string[] };
 
-/** One batch's coefficients: float64 [G, B], G = 1 (global) or the number of layers. */
+/** One batch's coefficients: [G, B] (float64 from a solve), G = 1 (global) or the number of layers. */
 export interface Coefficients {
   alpha: Tensor;
   groups: CoefficientGroups;
@@ -148,10 +148,10 @@ export class SampleSpacePreconditioner implements Preconditioner {
       reuse?.put(input, c);
       return reuse === null ? { loss, ...stats } : { loss, ...stats, reused: 0 };
     }
-    const looked = reuse.lookup(input, this.engine.layers[0]!.layer.weight.device);
-    // Stored rows summed to 1 within their solve-epoch batch; in a reshuffled batch, restore the sum.
-    const alpha = this.#normalize === 'sum' ? looked.alpha.div(looked.alpha.sum(1, true)) : looked.alpha;
-    const stored: Coefficients = { alpha, groups: looked.groups };
+    // In the model's dtype and device, and (with 'sum') summed to 1 again over this batch's samples.
+    const { device, dtype } = this.engine.layers[0]!.layer.weight;
+    const looked = reuse.lookup(input, { device, dtype, sumToOne: this.#normalize === 'sum' });
+    const stored: Coefficients = { alpha: looked.alpha, groups: looked.groups };
     if (reuse.probeDue()) {
       const cap = this.engine.capture(input.perSampleLoss);
       const { stats: _stats, ...fresh } = this.solve(cap, input.epoch);
@@ -271,8 +271,9 @@ export function directionCosine(cap: Capture, a: Coefficients, b: Coefficients):
     let aa = 0;
     let bb = 0;
     for (const [name, K] of cap.grams()) {
-      const ra = rowFor(a, name);
-      const rb = rowFor(b, name);
+      // Reused coefficients come in the model's dtype, K in float64.
+      const ra = convertedTo(rowFor(a, name), K.dtype);
+      const rb = convertedTo(rowFor(b, name), K.dtype);
       const Kb = K.matmul(rb);
       ab += ra.dot(Kb).item();
       aa += ra.dot(K.matmul(ra)).item();
