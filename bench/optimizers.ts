@@ -1,6 +1,12 @@
 // Step time of each second-order method over a plain SGD step (the Transformer: AdamW's), same model
 // and batch, in interleaved rounds:
-//   npm run bench:optimizers [-- --json] [-- --rounds N] [-- --iters N] [-- --case mlp|resnet|transformer]
+//   npm run bench:optimizers [-- --json] [-- --rounds N] [-- --iters N] [-- --warmup N] [-- --case mlp|resnet|transformer]
+// Each contender first runs `warmup` untimed steps (MLP 300, whole cost periods; --warmup overrides):
+// for its first few hundred steps V8 compiles the step's JavaScript, and recompiles it after
+// deoptimizations, on a background thread that on two cores competes with BLAS's threads (TurboFan
+// compilations per 250 MLP steps, FNGD reuse: 36, 28, 22, 10, 10, 6; SGD: 16, 16, 8, 4, 6, 2). A
+// training run pays that once; the ratios are per step in the steady state. Compute-bound cases
+// (ResNet-20, the Transformer) need no more than the warm-up round.
 // Each round runs SGD, then every method for a short block (2 MLP steps, 1 ResNet step) in a shuffled
 // order, each followed by SGD again; a method's ratio for the round is its time over the mean of
 // the two SGD blocks around it (bench/timing.ts, bracketedRatios), so neither drift nor the order of
@@ -51,6 +57,12 @@ const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const roundsFlag = positiveFlag(argv, 'rounds', 'bench:optimizers');
 const itersFlag = positiveFlag(argv, 'iters', 'bench:optimizers');
+const warmupFlag = ((v) => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`bench:optimizers: --warmup must be a non-negative integer, got '${v}'`);
+  return n;
+})(flag(argv, 'warmup'));
 const onlyCase = flag(argv, 'case') ?? null;
 const B = 128;
 // A tiny learning rate: every method does its full work, but the model cannot memorize the fixed
@@ -70,6 +82,8 @@ interface Case {
   methods: Record<string, ((m: Module) => Preconditioner) | null>;
   iters: number;
   rounds: number;
+  /** Untimed steps of every contender before the rounds (see the header). */
+  warmup: number;
 }
 
 function imageSetup(model: () => Layer, shape: number[]): () => Setup {
@@ -113,10 +127,10 @@ const IMAGE_METHODS: Case['methods'] = {
   thermo_ngd_dt05: (m) => thermodynamicNgd(m, { dt: 0.5 }),
 };
 const cases: Case[] = [
-  { name: 'mlp', setup: imageSetup(() => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), [B, 1, 28, 28]), reference: 'sgd', methods: IMAGE_METHODS, iters: 2, rounds: 40, floor: true },
-  { name: 'resnet', setup: imageSetup(() => resnetSmall({ depth: 20, classes: 10 }), [B, 3, 32, 32]), reference: 'sgd', methods: IMAGE_METHODS, iters: 1, rounds: 30 },
+  { name: 'mlp', setup: imageSetup(() => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), [B, 1, 28, 28]), reference: 'sgd', methods: IMAGE_METHODS, iters: 2, rounds: 40, warmup: 300, floor: true },
+  { name: 'resnet', setup: imageSetup(() => resnetSmall({ depth: 20, classes: 10 }), [B, 3, 32, 32]), reference: 'sgd', methods: IMAGE_METHODS, iters: 1, rounds: 30, warmup: 0 },
   {
-    name: 'transformer', setup: transformerSetup, reference: 'adamw', iters: 1, rounds: 10,
+    name: 'transformer', setup: transformerSetup, reference: 'adamw', iters: 1, rounds: 10, warmup: 0,
     methods: {
       ngd: (m) => ngd(m),
       fngd_reuse: (m) => fngd(m, { numSamples: B }),
@@ -194,6 +208,8 @@ for (const c of cases) {
     setup.inputs.push(floor.alpha); // freed with the case's inputs
   }
   const rounds = roundsFlag ?? c.rounds;
+  const warmup = warmupFlag ?? c.warmup;
+  if (warmup > 0) for (const run of Object.values(contenders)) run(warmup);
   const t = await bracketedRatios(contenders, ref, { rounds, iters: itersFlag ?? c.iters });
   result[`${ref}_step_ms_${c.name}`] = median(t.reference) * 1e3;
   const put = (name: string, ratios: number[]): void => {
@@ -211,6 +227,7 @@ for (const c of cases) {
     put('fngd_reuse_over_reuse_floor', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.reuse_floor![i]!));
   }
   result[`rounds_${c.name}`] = rounds;
+  result[`warmup_steps_${c.name}`] = warmup;
   if (runs.thermo_ngd !== undefined) {
     // The analog solver's time per step (t tau, all groups in parallel) beside the simulation's.
     const thermo = runs.thermo_ngd.opt.preconditioner!.settings.solver as { t: number; tau: number };
