@@ -140,6 +140,12 @@ export async function timeSteps(cfg: TaskConfig, names: string[], o: { dataDir?:
         }));
       }];
     }));
+    const warmup = cfg.timing.warmup ?? 0;
+    if (warmup > 0) {
+      // The first call steps in epoch 0 (FNGD stores its coefficients), the warm-up in epoch 1.
+      for (const run of Object.values(contenders)) run(1);
+      for (const run of Object.values(contenders)) run(warmup);
+    }
     if (!names.includes('sgd') || names.length === 1) {
       const t = await interleave(contenders, cfg.timing);
       return names.map((name) => ({ task: cfg.task, optimizer: name, step_ms: round(t[name]! * 1000, 4) }));

@@ -24,8 +24,12 @@ export interface TaskConfig {
   /** cifar10-resnet: 'small' (ResNet-20) or 'resnet18'. */
   arch?: 'small' | 'resnet18';
   seeds: number;
-  /** Interleaved step timing: rounds (after a warm-up round) of `iters` steps per optimizer. */
-  timing: { rounds: number; iters: number };
+  /**
+   * Interleaved step timing: rounds (after a warm-up round) of `iters` steps per optimizer, after
+   * `warmup` untimed steps of each (default 0; small models: V8 compiles a step's JavaScript over its
+   * first few hundred steps, bench/optimizers.ts).
+   */
+  timing: { rounds: number; iters: number; warmup?: number };
 }
 
 export interface SuiteInfo {
@@ -366,8 +370,9 @@ export function renderMarkdown(r: Report): string {
   lines.push('');
   lines.push('Values are medians over seeds, with [min, max] when the seeds differ. Times count training only',
     '(evaluation excluded). "Step" is the median step time of an interleaved measurement: every',
-    'optimizer stepping on the same fixed batch in turns, warmed up with one first-epoch step and timed',
-    'in the second epoch (so FNGD reuses its stored coefficients).',
+    'optimizer stepping on the same fixed batch in turns, warmed up with one first-epoch step (and, on',
+    'small models, a few hundred second-epoch steps: V8 compiles the step\'s JavaScript meanwhile) and',
+    'timed in the second epoch (so FNGD reuses its stored coefficients).',
     // Reports made before steps were bracketed by SGD steps have no over_sgd: say which ratio is shown.
     ...(r.timings.some((t) => t.over_sgd !== undefined)
       ? ['"Step / SGD" is the median over rounds of a step\'s time over the mean of the SGD steps timed', 'just before and after it.']
