@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crossEntropyPerSample, type Module, type Sequential } from '../src/nn/index.js';
 import { SGD, type SGDOptions } from '../src/optim/index.js';
-import { fngd, ngd, type SampleSpaceMethodOptions, type SampleSpacePreconditioner, type StoreOptions } from '../src/precondition/index.js';
+import { CoefficientStore, fngd, ngd, type SampleSpaceMethodOptions, type SampleSpacePreconditioner, type StoreOptions } from '../src/precondition/index.js';
 import * as T from '../src/tensor/index.js';
 import { cat, grad, keep, linalg, liveTensors, scope, tensor, type Tensor } from '../src/tensor/index.js';
 import { relErr, settledLiveTensors, tinyCnn, tinyMlp } from './helpers.js';
@@ -196,6 +196,23 @@ test('FNGD reuse on a reshuffled batch: each layer sum_i alpha_i g_i with the st
   const err = relErr(flatGrad(params), cat(expected));
   assert.ok(err < 1e-12, `relative error ${err}`);
   f.dispose();
+}));
+
+test('CoefficientStore.get: rows summed to 1 in any dtype; a row summing to <= 0 takes 1/B; options are checked', () => scope(() => {
+  const store = new CoefficientStore({ key: 'sample', groups: 2, capacity: 6, batchSize: 3 });
+  // Group 0 positive; group 1 mixed signs, summing to 0 over samples [1, 3, 4] and to -1 over [3, 4, 5].
+  store.put(Int32Array.from([0, 1, 2]), 0, tensor([[0.2, 0.3, 0.5], [0.7, 1.0, -0.7]], f64));
+  store.put(Int32Array.from([3, 4, 5]), 1, tensor([[0.1, 0.6, 0.3], [-2.0, 1.0, 0.0]], f64));
+  const raw = store.get(Int32Array.from([1, 3, 4]), 0).alpha;
+  const got = store.get(Int32Array.from([1, 3, 4]), 0, { dtype: 'float32', sumToOne: true });
+  assert.equal(got.alpha.dtype, 'float32');
+  assert.equal(got.uniformRows, 1);
+  const row0 = raw.select(0, 0);
+  assert.deepEqual(got.alpha.select(0, 0).toArray(), row0.div(row0.sum()).to('float32').toArray());
+  assert.deepEqual(got.alpha.select(0, 1).toArray(), [1 / 3, 1 / 3, 1 / 3].map(Math.fround));
+  assert.equal(store.get(Int32Array.from([3, 4, 5]), 1, { sumToOne: true }).uniformRows, 1, 'a negative sum is not rescaled');
+  assert.equal(store.get(Int32Array.from([0, 1, 2]), 0, { sumToOne: true }).uniformRows, 0);
+  assert.throws(() => store.get(Int32Array.from([0]), 0, 'cpu' as never), /CoefficientStore\.get: options must be \{ device, dtype, sumToOne \}, got cpu/);
 }));
 
 test('B = 1, duplicated samples (singular Gram) and a NaN loss: clear outcomes, no NaN in the parameters', () => scope(() => {

@@ -94,14 +94,15 @@ export class CoefficientStore {
   }
 
   /**
-   * The stored coefficients of a batch as [groups, B] on `device` in `dtype` (default float64);
-   * unseen samples get the group mean. `sumToOne` rescales each group's row to sum to 1 (rows summed
-   * to 1 within their solve-epoch batch; a reshuffled batch needs it again). Normalized and cast
-   * here, in the loop that gathers them, because in a reuse step each op call costs microseconds
-   * (a sum, a division and a cast were 3 of the step's few extra calls over SGD's, issue 13).
-   * Returns `missing`, the number of unseen samples, so callers can log it.
+   * The stored coefficients of a batch as [groups, B] on `device` in `dtype` (default float64), in
+   * one gather and one tensor; unseen samples get the group mean. `sumToOne` rescales each group's
+   * row to sum to 1 over this batch (rows summed to 1 over their solve-epoch batch; a reshuffled
+   * batch mixes samples of several). A row whose sum is not positive has no such rescaling in its own
+   * direction (mixed-sign coefficients, small damping): it becomes SGD's uniform 1/B, counted in
+   * `uniformRows`. Returns `missing`, the number of unseen samples, so callers can log it.
    */
-  get(sampleIds: Int32Array, batchIndex: number, o: { device?: string; dtype?: DType; sumToOne?: boolean } = {}): { alpha: Tensor; missing: number } {
+  get(sampleIds: Int32Array, batchIndex: number, o: { device?: string; dtype?: DType; sumToOne?: boolean } = {}): { alpha: Tensor; missing: number; uniformRows: number } {
+    if (o === null || typeof o !== 'object') throw new TypeError(`CoefficientStore.get: options must be { device, dtype, sumToOne }, got ${String(o)}`);
     if (this.#count === 0) throw new Error('CoefficientStore.get: the store is empty (no NGD epoch has filled it)');
     const b = sampleIds.length;
     const cols = this.columns(sampleIds, batchIndex);
@@ -115,15 +116,16 @@ export class CoefficientStore {
         out[g * b + j] = known ? this.#values[g * this.capacity + c]! : this.#sums[g]! / this.#count;
       }
     }
+    let uniformRows = 0;
     if (o.sumToOne === true) {
       for (let g = 0; g < this.groups; g++) {
-        const row = out.subarray(g * b, (g + 1) * b);
         let s = 0;
-        for (const v of row) s += v;
-        for (let j = 0; j < b; j++) row[j] = row[j]! / s;
+        for (let j = 0; j < b; j++) s += out[g * b + j]!;
+        if (!(s > 0)) uniformRows += 1;
+        for (let j = 0; j < b; j++) out[g * b + j] = s > 0 ? out[g * b + j]! / s : 1 / b;
       }
     }
-    return { alpha: tensor(out, { shape: [this.groups, b], device: o.device ?? 'cpu', dtype: o.dtype ?? 'float64' }), missing };
+    return { alpha: tensor(out, { shape: [this.groups, b], device: o.device ?? 'cpu', dtype: o.dtype ?? 'float64' }), missing, uniformRows };
   }
 
   clear(): void {

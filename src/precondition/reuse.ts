@@ -96,10 +96,10 @@ export class CoefficientReuse {
   }
 
   /** The stored coefficients of a batch, [groups, B] (CoefficientStore.get's options), and how many were unseen. */
-  lookup(input: StepInput, o: Parameters<CoefficientStore['get']>[2]): Coefficients & { missing: number } {
+  lookup(input: StepInput, o: Parameters<CoefficientStore['get']>[2]): Coefficients & { missing: number; uniformRows: number } {
     const got = this.#store!.get(input.sampleIds, input.batchIndex ?? 0, o);
     this.#reuseSteps += 1;
-    return { alpha: got.alpha, missing: got.missing, groups: this.#groups! };
+    return { alpha: got.alpha, missing: got.missing, uniformRows: got.uniformRows, groups: this.#groups! };
   }
 
   /** Whether the reuse step just looked up is a probe step. */

@@ -90,6 +90,7 @@ export class SampleSpacePreconditioner implements Preconditioner {
   readonly #rhs: RightHandSide;
   readonly #outputLayer: string | null;
   #warnedB1 = false;
+  #warnedUniform = false;
 
   constructor(model: Module, o: SampleSpaceOptions & { name: string; label: string }) {
     const owner = o.label;
@@ -152,13 +153,21 @@ export class SampleSpacePreconditioner implements Preconditioner {
     const { device, dtype } = this.engine.layers[0]!.layer.weight;
     const looked = reuse.lookup(input, { device, dtype, sumToOne: this.#normalize === 'sum' });
     const stored: Coefficients = { alpha: looked.alpha, groups: looked.groups };
+    // Rows whose stored coefficients summed to <= 0 over this batch took SGD's weights (the store).
+    const uniform: Record<string, number> = looked.uniformRows > 0 ? { uniformRows: looked.uniformRows } : {};
+    if (looked.uniformRows > 0 && !this.#warnedUniform) {
+      this.#warnedUniform = true;
+      warn(this.label, `${this.label}: at epoch ${input.epoch}, ${looked.uniformRows} group(s) of stored coefficients summed to <= 0 over a reshuffled batch `
+        + 'and cannot be rescaled to sum 1 in their own direction: those groups took SGD\'s uniform 1/B (stats.uniformRows counts them per step; '
+        + 'more damping keeps coefficients positive)');
+    }
     if (reuse.probeDue()) {
       const cap = this.engine.capture(input.perSampleLoss);
       const { stats: _stats, ...fresh } = this.solve(cap, input.epoch);
       const cosine = directionCosine(cap, stored, fresh);
       reuse.noteProbe(cosine, input.epoch);
       this.#write(cap, fresh);
-      return { loss, reused: 1, missing: looked.missing, probeCosine: cosine };
+      return { loss, reused: 1, missing: looked.missing, ...uniform, probeCosine: cosine };
     }
     // The coefficients are known before the backward, so engine.weightedBackward could make each
     // layer's weighted gradient inside the backward (a gradient hook), while its output gradient is
@@ -166,7 +175,7 @@ export class SampleSpacePreconditioner implements Preconditioner {
     // capture's after-backward pass (a hook's output gradient feeds the rest of the backward, so it
     // must be scaled into a copy, where the consumed capture scales in place), so not here.
     this.#write(this.engine.capture(input.perSampleLoss), stored);
-    return { loss, reused: 1, missing: looked.missing };
+    return { loss, reused: 1, missing: looked.missing, ...uniform };
   }
 
   /** The coefficients of a captured batch: Grams, damping, right-hand side, solver, normalization. */
