@@ -1,11 +1,9 @@
 // Step time of each second-order method over a plain SGD step (the Transformer: AdamW's), same model
 // and batch, in interleaved rounds:
 //   npm run bench:optimizers [-- --json] [-- --rounds N] [-- --iters N] [-- --warmup N] [-- --case mlp|resnet|transformer]
-// Each contender first runs `warmup` untimed steps (MLP 300, whole cost periods; --warmup overrides):
-// for its first few hundred steps V8 compiles the step's JavaScript, and recompiles it after
-// deoptimizations, on a background thread that on two cores competes with BLAS's threads (TurboFan
-// compilations per 250 MLP steps, FNGD reuse: 36, 28, 22, 10, 10, 6; SGD: 16, 16, 8, 4, 6, 2). A
-// training run pays that once; the ratios are per step in the steady state. Compute-bound cases
+// Each contender first runs `warmup` untimed steps (MLP: MLP_WARMUP_STEPS, bench/timing.ts; whole cost
+// periods; --warmup overrides), so that the ratios are per step in the steady state a training run
+// reaches: V8 compiles a step's JavaScript over its first few hundred steps. Compute-bound cases
 // (ResNet-20, the Transformer) need no more than the warm-up round.
 // Each round runs SGD, then every method for a short block (2 MLP steps, 1 ResNet step) in a shuffled
 // order, each followed by SGD again; a method's ratio for the round is its time over the mean of
@@ -25,10 +23,10 @@
 //               bookkeeping costs
 //   ngd         an exact NGD step (capture, Grams, B x B solves, weighted gradients)
 //   kfac        a KFAC step with its default cadence: factor updates every 10 steps are inside
-//               the timed rounds (whole multiples of 10 steps); the inverses (every 100 steps)
-//               fall in the warm-up round, so their amortized cost is not in this ratio; KFAC's
-//               block is whole multiples of its `costPeriod` (10 steps: one factor update per
-//               block), its time per step as for the others
+//               the timed rounds (KFAC's block is whole multiples of its `costPeriod`, 10 steps:
+//               one factor update per block); the inverses (every 100 steps) fall in one timed
+//               block in ten, which the median over rounds leaves out, so their amortized cost is
+//               not in this ratio; its time per step as for the others
 //   ief, fast_ief_reuse  iEF every step (NGD's work plus the logit-gradient norms), and its
 //               coefficients reused through FNGD's store
 //   thermo_ngd  thermodynamic NGD simulated at the paper's settings (t = 50 tau, dt = 0.1 tau: 500
@@ -51,18 +49,13 @@ import { translationModel } from '../src/train/tasks.js';
 import { AdamW, SGD, type Optimizer } from '../src/optim/index.js';
 import { engineSgd, fastIef, fngd, ief, kfac, ngd, thermodynamicNgd, type Preconditioner } from '../src/precondition/index.js';
 import { F, getNumThreads, grad, keep, manualSeed, noGrad, rand, randint, randn, scope, tensor, type Tensor } from '../src/tensor/index.js';
-import { bracketedRatios, flag, median, positiveFlag, report, summarizeRatios, timeWholePeriods } from './timing.js';
+import { bracketedRatios, flag, median, MLP_WARMUP_STEPS, nonNegativeFlag, positiveFlag, report, summarizeRatios, timeWholePeriods } from './timing.js';
 
 const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const roundsFlag = positiveFlag(argv, 'rounds', 'bench:optimizers');
 const itersFlag = positiveFlag(argv, 'iters', 'bench:optimizers');
-const warmupFlag = ((v) => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new RangeError(`bench:optimizers: --warmup must be a non-negative integer, got '${v}'`);
-  return n;
-})(flag(argv, 'warmup'));
+const warmupFlag = nonNegativeFlag(argv, 'warmup', 'bench:optimizers');
 const onlyCase = flag(argv, 'case') ?? null;
 const B = 128;
 // A tiny learning rate: every method does its full work, but the model cannot memorize the fixed
@@ -127,7 +120,7 @@ const IMAGE_METHODS: Case['methods'] = {
   thermo_ngd_dt05: (m) => thermodynamicNgd(m, { dt: 0.5 }),
 };
 const cases: Case[] = [
-  { name: 'mlp', setup: imageSetup(() => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), [B, 1, 28, 28]), reference: 'sgd', methods: IMAGE_METHODS, iters: 2, rounds: 40, warmup: 300, floor: true },
+  { name: 'mlp', setup: imageSetup(() => mlp({ inputSize: 784, hidden: [512, 256], classes: 10 }), [B, 1, 28, 28]), reference: 'sgd', methods: IMAGE_METHODS, iters: 2, rounds: 40, warmup: MLP_WARMUP_STEPS, floor: true },
   { name: 'resnet', setup: imageSetup(() => resnetSmall({ depth: 20, classes: 10 }), [B, 3, 32, 32]), reference: 'sgd', methods: IMAGE_METHODS, iters: 1, rounds: 30, warmup: 0 },
   {
     name: 'transformer', setup: transformerSetup, reference: 'adamw', iters: 1, rounds: 10, warmup: 0,

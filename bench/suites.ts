@@ -8,6 +8,7 @@
 // Time budget of `quick` (<= 20 min on 2 cores): see QUICK_BUDGET below and `estimateSeconds`.
 import type { TaskConfig } from '../src/report/report.js';
 import type { TaskName } from '../src/train/tasks.js';
+import { MLP_WARMUP_STEPS } from './timing.js';
 
 export const SUITES = ['quick', 'full', 'smoke'] as const;
 export type SuiteName = (typeof SUITES)[number];
@@ -20,15 +21,11 @@ export const TRAIN_SIZE: Record<TaskName, number> = {
   'mnist-mlp': 60000, 'fashion-cnn': 60000, 'cifar10-resnet': 45000, 'cifar10-mlp': 45000, 'multi30k-transformer': 29000,
 };
 
-/**
- * Untimed steps of every optimizer before the MLP's step timing: V8 compiles (and recompiles) a
- * step's JavaScript over its first few hundred steps, on a thread that competes with BLAS on two
- * cores; on a 8 ms step that shows (bench/optimizers.ts). The larger models' steps hide it.
- */
-const MLP_WARMUP = 300;
+// The MLP's step timing starts after MLP_WARMUP_STEPS untimed steps unless a config says otherwise.
 const mnist = (o: Partial<TaskConfig>): TaskConfig => ({
   task: 'mnist-mlp', title: 'MNIST MLP 784-512-256-10', metric: 'accuracy', split: 'test',
-  target: 0.975, epochs: 10, batchSize: 128, seeds: 3, timing: { rounds: 10, iters: 10, warmup: MLP_WARMUP }, ...o,
+  target: 0.975, epochs: 10, batchSize: 128, seeds: 3, ...o,
+  timing: { warmup: MLP_WARMUP_STEPS, ...(o.timing ?? { rounds: 10, iters: 10 }) },
 });
 const fashion = (o: Partial<TaskConfig>): TaskConfig => ({
   task: 'fashion-cnn', title: 'Fashion-MNIST CNN', metric: 'accuracy', split: 'test',
@@ -62,7 +59,7 @@ export function getSuite(name: SuiteName, o: { resnet18?: boolean } = {}): TaskC
   switch (name) {
     case 'quick':
       return [
-        mnist({ target: 0.97, epochs: 3, trainLimit: 30000, seeds: 2, timing: { rounds: 5, iters: 10, warmup: MLP_WARMUP } }),
+        mnist({ target: 0.97, epochs: 3, trainLimit: 30000, seeds: 2, timing: { rounds: 5, iters: 10 } }),
         fashion({ target: 0.83, epochs: 3, trainLimit: 10240, evalLimit: 5000, seeds: 1, timing: { rounds: 5, iters: 3 } }),
         cifar({ target: 0.25, epochs: 3, trainLimit: 2560, evalLimit: 1000, seeds: 1, timing: { rounds: 3, iters: 1 } }),
       ];
@@ -74,14 +71,14 @@ export function getSuite(name: SuiteName, o: { resnet18?: boolean } = {}): TaskC
         multi30k({}),
       ];
     case 'smoke':
-      return [mnist({ target: 0.5, epochs: 2, batchSize: 64, trainLimit: 256, evalLimit: 200, seeds: 1, timing: { rounds: 2, iters: 2 } })];
+      return [mnist({ target: 0.5, epochs: 2, batchSize: 64, trainLimit: 256, evalLimit: 200, seeds: 1, timing: { rounds: 2, iters: 2, warmup: 0 } })];
     default:
       throw new TypeError(`unknown suite '${String(name)}' (use one of ${SUITES.join(', ')})`);
   }
 }
 
 /** The headline demo (`fngd demo`): the MNIST MLP, one seed, about a minute per optimizer on 2 cores. */
-export const DEMO: TaskConfig = mnist({ target: 0.97, epochs: 3, seeds: 1, timing: { rounds: 5, iters: 10, warmup: MLP_WARMUP } });
+export const DEMO: TaskConfig = mnist({ target: 0.97, epochs: 3, seeds: 1, timing: { rounds: 5, iters: 10 } });
 
 // ---- planning ------------------------------------------------------------------------------------
 

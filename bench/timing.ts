@@ -30,6 +30,23 @@ export function positiveFlag(argv: string[], name: string, owner: string): numbe
 }
 
 /**
+ * Untimed steps of every contender before a small model's step timing (the MNIST MLP; bench:optimizers,
+ * `fngd bench`, the demo): V8 compiles, and after deoptimizations recompiles, a step's JavaScript over
+ * its first few hundred steps, on a thread that competes with BLAS's on two cores. On an 8 ms step
+ * that shows; a training run pays it once. ResNet-20's and the Transformer's steps hide it.
+ */
+export const MLP_WARMUP_STEPS = 300;
+
+/** A flag that must be a non-negative integer (undefined when absent). */
+export function nonNegativeFlag(argv: string[], name: string, owner: string): number | undefined {
+  const v = flag(argv, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new RangeError(`${owner}: --${name} must be a non-negative integer, got '${v}'`);
+  return n;
+}
+
+/**
  * Seconds that `iters` steps take, measured over whole periods of `period` steps (an optimizer's
  * `costPeriod`) and scaled to `iters`: a step whose cost repeats every `period` steps is timed over
  * full cycles, never over a block that misses or repeats the costly one.

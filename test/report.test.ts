@@ -60,6 +60,12 @@ test('step / SGD: the bracketed ratio when the timing has one, else the ratio of
   assert.match(renderMarkdown(buildReport(input)), /"Step \/ SGD" is the ratio of the two medians\./);
 });
 
+test('markdown: untimed warm-up steps are stated for the tasks that had them, and only then', () => {
+  const warmed: ReportInput = { ...input, suite: { ...input.suite, tasks: input.suite.tasks.map((t) => (t.task === 'mnist-mlp' ? { ...t, timing: { ...t.timing, warmup: 300 } } : t)) } };
+  assert.match(renderMarkdown(buildReport(warmed)), /each optimizer stepped untimed \(mnist-mlp: 300 steps\)/);
+  assert.doesNotMatch(renderMarkdown(buildReport(input)), /stepped untimed/);
+});
+
 test('markdown: exact table rows and comparison lines', () => {
   const md = renderMarkdown(buildReport(input));
   const lines = md.split('\n');

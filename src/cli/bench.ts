@@ -111,9 +111,10 @@ function makeOptimizer(name: string, task: Task<BaseBatch>, flags: Flags, seed: 
 
 /**
  * Step times of all `names` on one fixed batch of `cfg`, measured in interleaved rounds (bench/timing.ts)
- * so that machine noise hits every optimizer alike. The warm-up round steps with epoch 0, the timed
- * rounds with epoch 1: FNGD fills its store on the warm-up and is timed reusing it (its first-epoch
- * cost is NGD's, and the training runs report it separately).
+ * so that machine noise hits every optimizer alike. Each optimizer's first call steps with epoch 0,
+ * every later one with epoch 1: FNGD fills its store on that first call (the warm-up round, or the
+ * first step before `cfg.timing.warmup` untimed ones) and is timed reusing it (its first-epoch cost
+ * is NGD's, and the training runs report it separately).
  */
 export async function timeSteps(cfg: TaskConfig, names: string[], o: { dataDir?: string; seed?: number; device?: Device }): Promise<StepTiming[]> {
   const seed = o.seed ?? 0;
@@ -305,7 +306,7 @@ export async function runBench(o: BenchOptions): Promise<Report> {
 
   for (const cfg of o.tasks) {
     try {
-      console.log(`bench: ${cfg.task}: timing ${runnable.join(', ')} on one batch (${cfg.timing.rounds} interleaved rounds of ${cfg.timing.iters} steps)`);
+      console.log(`bench: ${cfg.task}: timing ${runnable.join(', ')} on one batch (${cfg.timing.warmup ? `${cfg.timing.warmup} untimed steps each, then ` : ''}${cfg.timing.rounds} interleaved rounds of ${cfg.timing.iters} steps)`);
       const t = await timeSteps(cfg, runnable, o);
       input.timings.push(...t);
       console.log(`bench: ${cfg.task}: step ${t.map((x) => `${x.optimizer} ${x.step_ms.toFixed(1)} ms`).join(', ')}`);

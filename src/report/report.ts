@@ -352,6 +352,15 @@ function metricName(s: TaskSummary): string {
   return s.metric === 'accuracy' ? `${s.split} accuracy` : `${s.split} BLEU`;
 }
 
+/** The sentence on untimed warm-up steps, for the tasks that had them. */
+function warmedUp(tasks: TaskConfig[]): string[] {
+  const w = tasks.filter((t) => (t.timing.warmup ?? 0) > 0);
+  if (w.length === 0) return [];
+  const which = w.map((t) => `${t.task}: ${t.timing.warmup}`).join(', ');
+  return [`Before the timed rounds each optimizer stepped untimed (${which} steps): V8 compiles a step's`,
+    'JavaScript over its first few hundred steps, which shows on a small model\'s step.'];
+}
+
 export function renderMarkdown(r: Report): string {
   const m = r.machine;
   const lines: string[] = [];
@@ -370,9 +379,10 @@ export function renderMarkdown(r: Report): string {
   lines.push('');
   lines.push('Values are medians over seeds, with [min, max] when the seeds differ. Times count training only',
     '(evaluation excluded). "Step" is the median step time of an interleaved measurement: every',
-    'optimizer stepping on the same fixed batch in turns, warmed up with one first-epoch step (and, on',
-    'small models, a few hundred second-epoch steps: V8 compiles the step\'s JavaScript meanwhile) and',
-    'timed in the second epoch (so FNGD reuses its stored coefficients).',
+    'optimizer stepping on the same fixed batch in turns, warmed up with one first-epoch step and timed',
+    'in the second epoch (so FNGD reuses its stored coefficients).',
+    // Old reports have no warm-up field: only tasks that had one say so.
+    ...warmedUp(r.suite.tasks),
     // Reports made before steps were bracketed by SGD steps have no over_sgd: say which ratio is shown.
     ...(r.timings.some((t) => t.over_sgd !== undefined)
       ? ['"Step / SGD" is the median over rounds of a step\'s time over the mean of the SGD steps timed', 'just before and after it.']
