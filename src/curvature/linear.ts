@@ -83,7 +83,7 @@ export class LinearCurvature extends LayerCurvature {
       if (dout <= din && o.overwriteDeltas === true) {
         // In place through the same transposed view [dout, B], alpha broadcast along its samples: no
         // [B, 1] view of alpha, one op call fewer per layer, the same pass over memory.
-        dT.mul_(av);
+        scaled(dT, av, o.scratch, true);
         return { weight: gemmTN(this.dRows, this.aRows), bias };
       }
       const al = av.unsqueeze(1);
