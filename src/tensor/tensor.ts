@@ -408,7 +408,6 @@ export class Generator {
   }
 }
 
-// Every operator the Tensor class uses, resolved once on first call.
 /**
  * `t` itself when it already has `dtype` (and `device`, when given), else `t.to(...)`: on hot paths
  * the no-op `to` is still an op call. The result may be `t`: dispose only one of them.
@@ -417,6 +416,7 @@ export function convertedTo(t: Tensor, dtype: DType, device?: Device): Tensor {
   return t.dtype === dtype && (device === undefined || t.device === device) ? t : t.to(device === undefined ? { dtype } : { dtype, device });
 }
 
+// Every operator the Tensor class uses, resolved once on first call.
 export const ops = {
   toDtypeLayout: defineOp('to', 'dtype_layout'),
   clone: defineOp('clone'),
