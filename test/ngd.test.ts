@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crossEntropyPerSample, type Module, type Sequential } from '../src/nn/index.js';
 import { SGD, type SGDOptions } from '../src/optim/index.js';
-import { CoefficientStore, fngd, ngd, type SampleSpaceMethodOptions, type SampleSpacePreconditioner, type StoreOptions } from '../src/precondition/index.js';
+import { CoefficientStore, fngd, ngd, normalizeSolved, normalizeStored, type SampleSpaceMethodOptions, type SampleSpacePreconditioner, type StoreOptions } from '../src/precondition/index.js';
 import * as T from '../src/tensor/index.js';
 import { cat, grad, keep, linalg, liveTensors, scope, tensor, type Tensor } from '../src/tensor/index.js';
 import { relErr, settledLiveTensors, tinyCnn, tinyMlp } from './helpers.js';
@@ -198,21 +198,47 @@ test('FNGD reuse on a reshuffled batch: each layer sum_i alpha_i g_i with the st
   f.dispose();
 }));
 
-test('CoefficientStore.get: rows summed to 1 in any dtype; a row summing to <= 0 takes 1/B; options are checked', () => scope(() => {
+test('normalize sum: rows summed to 1, a row summing to <= 0 takes 1/B, on stored host rows and on solved tensors alike', () => scope(() => {
   const store = new CoefficientStore({ key: 'sample', groups: 2, capacity: 6, batchSize: 3 });
   // Group 0 positive; group 1 mixed signs, summing to 0 over samples [1, 3, 4] and to -1 over [3, 4, 5].
-  store.put(Int32Array.from([0, 1, 2]), 0, tensor([[0.2, 0.3, 0.5], [0.7, 1.0, -0.7]], f64));
-  store.put(Int32Array.from([3, 4, 5]), 1, tensor([[0.1, 0.6, 0.3], [-2.0, 1.0, 0.0]], f64));
+  const stored = [[0.2, 0.3, 0.5, 0.1, 0.6, 0.3], [0.7, 1.0, -0.7, -2.0, 1.0, 0.0]];
+  store.put(Int32Array.from([0, 1, 2]), 0, tensor(stored.map((r) => r.slice(0, 3)), f64));
+  store.put(Int32Array.from([3, 4, 5]), 1, tensor(stored.map((r) => r.slice(3)), f64));
+  const expected = (ids: number[]): { rows: number[][]; uniform: number } => {
+    let uniform = 0;
+    const rows = stored.map((r) => {
+      const picked = ids.map((i) => r[i]!);
+      const sum = picked.reduce((a, v) => a + v, 0);
+      if (sum <= 0) uniform += 1;
+      return picked.map((v) => (sum > 0 ? v / sum : 1 / ids.length));
+    });
+    return { rows, uniform };
+  };
+  for (const ids of [[1, 3, 4], [3, 4, 5], [0, 1, 2]]) {
+    const want = expected(ids);
+    const host = store.gather(Int32Array.from(ids), 0).values;
+    assert.equal(normalizeStored(host, 2, 'sum'), want.uniform, `uniform rows of [${ids}] (host)`);
+    const raw = store.get(Int32Array.from(ids), 0).alpha;
+    const solved = normalizeSolved(raw, 'sum');
+    assert.equal(solved.uniformRows, want.uniform, `uniform rows of [${ids}] (tensor)`);
+    for (let g = 0; g < 2; g++) {
+      for (let j = 0; j < 3; j++) {
+        assert.ok(Math.abs(host[g * 3 + j]! - want.rows[g]![j]!) < 1e-15, `host [${ids}] row ${g}`);
+        assert.ok(Math.abs((solved.alpha.select(0, g).toArray() as number[])[j]! - want.rows[g]![j]!) < 1e-15, `tensor [${ids}] row ${g}`);
+      }
+    }
+  }
+  // 'none' keeps the rows; the store hands raw rows out in any dtype.
   const raw = store.get(Int32Array.from([1, 3, 4]), 0).alpha;
-  const got = store.get(Int32Array.from([1, 3, 4]), 0, { dtype: 'float32', sumToOne: true });
-  assert.equal(got.alpha.dtype, 'float32');
-  assert.equal(got.uniformRows, 1);
-  const row0 = raw.select(0, 0);
-  assert.deepEqual(got.alpha.select(0, 0).toArray(), row0.div(row0.sum()).to('float32').toArray());
-  assert.deepEqual(got.alpha.select(0, 1).toArray(), [1 / 3, 1 / 3, 1 / 3].map(Math.fround));
-  assert.equal(store.get(Int32Array.from([3, 4, 5]), 1, { sumToOne: true }).uniformRows, 1, 'a negative sum is not rescaled');
-  assert.equal(store.get(Int32Array.from([0, 1, 2]), 0, { sumToOne: true }).uniformRows, 0);
-  assert.throws(() => store.get(Int32Array.from([0]), 0, 'cpu' as never), /CoefficientStore\.get: options must be \{ device, dtype, sumToOne \}, got cpu/);
+  assert.equal(normalizeSolved(raw, 'none').alpha, raw);
+  const host = store.gather(Int32Array.from([1, 3, 4]), 0).values;
+  assert.equal(normalizeStored(host, 2, 'none'), 0);
+  assert.deepEqual([...host], [0.3, 0.1, 0.6, 1.0, -2.0, 1.0]);
+  const f32 = store.get(Int32Array.from([1, 3, 4]), 0, { dtype: 'float32' }).alpha;
+  assert.equal(f32.dtype, 'float32');
+  assert.deepEqual(f32.select(0, 1).toArray(), [1.0, -2.0, 1.0]);
+  assert.deepEqual(f32.select(0, 0).toArray(), [0.3, 0.1, 0.6].map(Math.fround));
+  assert.throws(() => store.get(Int32Array.from([0]), 0, 'cpu' as never), /CoefficientStore\.get: options must be \{ device, dtype \}, got cpu/);
 }));
 
 test('B = 1, duplicated samples (singular Gram) and a NaN loss: clear outcomes, no NaN in the parameters', () => scope(() => {

@@ -94,38 +94,32 @@ export class CoefficientStore {
   }
 
   /**
-   * The stored coefficients of a batch as [groups, B] on `device` in `dtype` (default float64), in
-   * one gather and one tensor; unseen samples get the group mean. `sumToOne` rescales each group's
-   * row to sum to 1 over this batch (rows summed to 1 over their solve-epoch batch; a reshuffled
-   * batch mixes samples of several). A row whose sum is not positive has no such rescaling in its own
-   * direction (mixed-sign coefficients, small damping): it becomes SGD's uniform 1/B, counted in
-   * `uniformRows`. Returns `missing`, the number of unseen samples, so callers can log it.
+   * The stored coefficients of a batch, row-major [groups, B] float64 on the host (a fresh array
+   * the caller may change); unseen samples get the group mean. Returns `missing`, the number of
+   * unseen samples, so callers can log it.
    */
-  get(sampleIds: Int32Array, batchIndex: number, o: { device?: string; dtype?: DType; sumToOne?: boolean } = {}): { alpha: Tensor; missing: number; uniformRows: number } {
-    if (o === null || typeof o !== 'object') throw new TypeError(`CoefficientStore.get: options must be { device, dtype, sumToOne }, got ${String(o)}`);
-    if (this.#count === 0) throw new Error('CoefficientStore.get: the store is empty (no NGD epoch has filled it)');
+  gather(sampleIds: Int32Array, batchIndex: number): { values: Float64Array; missing: number } {
+    if (this.#count === 0) throw new Error('CoefficientStore: the store is empty (no NGD epoch has filled it)');
     const b = sampleIds.length;
     const cols = this.columns(sampleIds, batchIndex);
-    const out = new Float64Array(this.groups * b);
+    const values = new Float64Array(this.groups * b);
     let missing = 0;
     for (let j = 0; j < b; j++) {
       const c = cols[j]!;
       const known = c < this.capacity && this.#seen[c] === 1;
       if (!known) missing += 1;
       for (let g = 0; g < this.groups; g++) {
-        out[g * b + j] = known ? this.#values[g * this.capacity + c]! : this.#sums[g]! / this.#count;
+        values[g * b + j] = known ? this.#values[g * this.capacity + c]! : this.#sums[g]! / this.#count;
       }
     }
-    let uniformRows = 0;
-    if (o.sumToOne === true) {
-      for (let g = 0; g < this.groups; g++) {
-        let s = 0;
-        for (let j = 0; j < b; j++) s += out[g * b + j]!;
-        if (!(s > 0)) uniformRows += 1;
-        for (let j = 0; j < b; j++) out[g * b + j] = s > 0 ? out[g * b + j]! / s : 1 / b;
-      }
-    }
-    return { alpha: tensor(out, { shape: [this.groups, b], device: o.device ?? 'cpu', dtype: o.dtype ?? 'float64' }), missing, uniformRows };
+    return { values, missing };
+  }
+
+  /** `gather` as a [groups, B] tensor on `device` in `dtype` (default: float64 on the CPU). */
+  get(sampleIds: Int32Array, batchIndex: number, o: { device?: string; dtype?: DType } = {}): { alpha: Tensor; missing: number } {
+    if (o === null || typeof o !== 'object') throw new TypeError(`CoefficientStore.get: options must be { device, dtype }, got ${String(o)}`);
+    const { values, missing } = this.gather(sampleIds, batchIndex);
+    return { alpha: tensor(values, { shape: [this.groups, sampleIds.length], device: o.device ?? 'cpu', dtype: o.dtype ?? 'float64' }), missing };
   }
 
   clear(): void {

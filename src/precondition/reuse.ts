@@ -95,11 +95,11 @@ export class CoefficientReuse {
     this.#store.put(input.sampleIds, input.batchIndex ?? 0, c.alpha);
   }
 
-  /** The stored coefficients of a batch, [groups, B] (CoefficientStore.get's options), and how many were unseen. */
-  lookup(input: StepInput, o: Parameters<CoefficientStore['get']>[2]): Coefficients & { missing: number; uniformRows: number } {
-    const got = this.#store!.get(input.sampleIds, input.batchIndex ?? 0, o);
+  /** The stored coefficients of a batch (CoefficientStore.gather: host float64 [groups, B]), their groups, and how many were unseen. */
+  lookup(input: StepInput): { values: Float64Array; missing: number; groups: CoefficientGroups } {
+    const got = this.#store!.gather(input.sampleIds, input.batchIndex ?? 0);
     this.#reuseSteps += 1;
-    return { alpha: got.alpha, missing: got.missing, uniformRows: got.uniformRows, groups: this.#groups! };
+    return { ...got, groups: this.#groups! };
   }
 
   /** Whether the reuse step just looked up is a probe step. */

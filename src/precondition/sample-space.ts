@@ -8,25 +8,23 @@
 //   damping    damping.ts: absolute or relative, decay, floor
 //   rhs        rhs.ts: ones (empirical Fisher), iEF's logit-gradient norms, uniform (SGD's 1/B)
 //   solver     solver.ts: Cholesky, or the thermodynamic simulation (thermodynamic.ts)
-//   normalize  'sum' rescales each alpha_g to sum to 1 (SGD's alpha_i = 1/B sums to 1: the
-//              direction at SGD's step size, so SGD's learning rates carry over); 'none' keeps the
-//              exact damped solution ((F + lambda I)^-1 gbar for NGD)
+//   normalize  normalize.ts: 'sum' (each alpha_g sums to 1: SGD's step size) or 'none'
 //   reuse      reuse.ts: FNGD's store around any of the above
 // Parameters the engine does not cover (norm affine parameters, ...) get the plain mean-loss
 // gradient; `coverage()` says which.
 import { CurvatureEngine, type Alpha, type Capture, type CurvatureOptions } from '../curvature/index.js';
 import type { Module } from '../nn/module.js';
 import type { StepInput, StepStats } from '../optim/optimizer.js';
-import { convertedTo, empty, noGrad, scope, stack, zeros, type Tensor } from '../tensor/index.js';
+import { convertedTo, empty, noGrad, scope, stack, tensor, zeros, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import { checkDamping, diagonalShift, type Damping, type DampingMode } from './damping.js';
+import { NORMALIZATIONS, normalizeSolved, normalizeStored, type Normalize } from './normalize.js';
 import type { JsonValue, Preconditioner, PreconditionerStateDict } from './preconditioner.js';
 import { CoefficientReuse, reuseSettings, type ReuseOptions } from './reuse.js';
 import { RIGHT_HAND_SIDES, rightHandSide, type RightHandSide } from './rhs.js';
 import { choleskySolver, type CoefficientSolver } from './solver.js';
 
 export type GroupMode = 'layerwise' | 'global';
-export type Normalize = 'sum' | 'none';
 
 /** Which parameters share one alpha: every covered layer (global), or one row per named layer. */
 export type CoefficientGroups = { kind: 'global' } | { kind: 'layerwise'; layers: string[] };
@@ -97,7 +95,7 @@ export class SampleSpacePreconditioner implements Preconditioner {
     const { damping = 10, dampingMode = 'relative', dampingDecay = 1, minDamping = 0, mode = 'layerwise', normalize = 'sum', rhs = 'ones' } = o;
     this.#damping = checkDamping(owner, { value: damping, mode: dampingMode, decay: dampingDecay, floor: minDamping });
     if (mode !== 'layerwise' && mode !== 'global') throw new RangeError(`${owner}: option 'mode' must be 'layerwise' or 'global', got '${String(mode)}'`);
-    if (normalize !== 'sum' && normalize !== 'none') throw new RangeError(`${owner}: option 'normalize' must be 'sum' or 'none', got '${String(normalize)}'`);
+    if (!NORMALIZATIONS.includes(normalize)) throw new RangeError(`${owner}: option 'normalize' must be one of ${NORMALIZATIONS.join(', ')}, got '${String(normalize)}'`);
     if (!RIGHT_HAND_SIDES.includes(rhs)) throw new RangeError(`${owner}: option 'rhs' must be one of ${RIGHT_HAND_SIDES.join(', ')}, got '${String(rhs)}'`);
     // Checked before the engine taps the model: a throw after would leave it tapped.
     const reuse = o.reuse === undefined || o.reuse === null ? null : reuseSettings(owner, o.reuse);
@@ -147,20 +145,19 @@ export class SampleSpacePreconditioner implements Preconditioner {
       const { stats, ...c } = this.solve(cap, input.epoch);
       this.#write(cap, c);
       reuse?.put(input, c);
+      this.#noteUniform(stats.uniformRows ?? 0, input.epoch, 'solved');
       return reuse === null ? { loss, ...stats } : { loss, ...stats, reused: 0 };
     }
-    // In the model's dtype and device, and (with 'sum') summed to 1 again over this batch's samples.
+    // Normalized again over this batch's samples while still host numbers, then made in the
+    // model's dtype and device.
+    const looked = reuse.lookup(input);
+    const g = looked.groups.kind === 'global' ? 1 : looked.groups.layers.length;
+    const uniformRows = normalizeStored(looked.values, g, this.#normalize);
     const { device, dtype } = this.engine.layers[0]!.layer.weight;
-    const looked = reuse.lookup(input, { device, dtype, sumToOne: this.#normalize === 'sum' });
-    const stored: Coefficients = { alpha: looked.alpha, groups: looked.groups };
-    // Rows whose stored coefficients summed to <= 0 over this batch took SGD's weights (the store).
-    const uniform: Record<string, number> = looked.uniformRows > 0 ? { uniformRows: looked.uniformRows } : {};
-    if (looked.uniformRows > 0 && !this.#warnedUniform) {
-      this.#warnedUniform = true;
-      warn(this.label, `${this.label}: at epoch ${input.epoch}, ${looked.uniformRows} group(s) of stored coefficients summed to <= 0 over a reshuffled batch `
-        + 'and cannot be rescaled to sum 1 in their own direction: those groups took SGD\'s uniform 1/B (stats.uniformRows counts them per step; '
-        + 'more damping keeps coefficients positive)');
-    }
+    const alpha = tensor(looked.values, { shape: [g, input.sampleIds.length], device, dtype });
+    const stored: Coefficients = { alpha, groups: looked.groups };
+    const uniform: Record<string, number> = uniformRows > 0 ? { uniformRows } : {};
+    this.#noteUniform(uniformRows, input.epoch, 'stored');
     if (reuse.probeDue()) {
       const cap = this.engine.capture(input.perSampleLoss);
       const { stats: _stats, ...fresh } = this.solve(cap, input.epoch);
@@ -217,10 +214,18 @@ export class SampleSpacePreconditioner implements Preconditioner {
         }
         throw e;
       }
-      const { alpha, stats } = solved;
-      const rows = this.#normalize === 'sum' ? alpha.div(alpha.sum(1, true)) : alpha;
-      return { alpha: rows, groups, stats };
+      const { alpha, uniformRows } = normalizeSolved(solved.alpha, this.#normalize);
+      return { alpha, groups, stats: uniformRows > 0 ? { ...solved.stats, uniformRows } : solved.stats };
     }));
+  }
+
+  /** Rows of coefficients that summed to <= 0 took SGD's 1/B (normalize.ts): warned once, counted in stats.uniformRows. */
+  #noteUniform(rows: number, epoch: number, which: 'solved' | 'stored'): void {
+    if (rows === 0 || this.#warnedUniform) return;
+    this.#warnedUniform = true;
+    const why = which === 'stored' ? 'stored coefficients summed to <= 0 over a reshuffled batch' : 'solved coefficients summed to <= 0 (solver noise?)';
+    warn(this.label, `${this.label}: at epoch ${epoch}, ${rows} group(s) of ${why} and cannot be rescaled to sum 1 in their own direction: `
+      + 'those groups took SGD\'s uniform 1/B (stats.uniformRows counts them per step; more damping keeps coefficients positive)');
   }
 
   /** .grad = sum_i alpha_i g_i per group; the batch's last use of the capture (consumed). */
