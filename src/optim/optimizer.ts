@@ -243,7 +243,9 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
   /** One training step on a batch: the gradient phase, the gradient hooks, then `update()`. */
   step(input: StepInput): StepStats {
     const stats = this.computeDirection(input);
-    this.update();
+    // computeDirection() has just checked the parameters and written the direction: what update()
+    // checks again for a caller who splits the step.
+    this.#applyRule();
     return stats;
   }
 
@@ -320,6 +322,10 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper> {
         'computes its direction from per-sample losses: call step({ perSampleLoss, sampleIds, epoch }), or computeDirection(...) ' +
         'then update(). (update() after loss.backward() would apply the plain gradient, i.e. SGD.)');
     }
+    this.#applyRule();
+  }
+
+  #applyRule(): void {
     this.#directionPending = false;
     noGrad(() => scope(() => {
       for (const group of this.paramGroups) {
