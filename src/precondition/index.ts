@@ -1,7 +1,8 @@
 // Preconditioners: each writes a direction into .grad for any first-order rule (src/optim) to apply.
 export type { Preconditioner, PreconditionerStateDict, RuleContext, JsonValue } from './preconditioner.js';
 export { ngd, fngd, ief, fastIef, thermodynamicNgd, engineSgd, kfac, type SampleSpaceMethodOptions, type StoreOptions } from './methods.js';
-export { SampleSpacePreconditioner, directionCosine, type SampleSpaceOptions, type SampleSpaceSettings, type Coefficients, type CoefficientGroups, type GroupMode } from './sample-space.js';
+export { SampleSpacePreconditioner, directionCosine, type SampleSpaceOptions, type SampleSpaceSettings, type GroupMode } from './sample-space.js';
+export { groupCount, type Coefficients, type CoefficientGroups } from './coefficients.js';
 export { normalizeSolved, normalizeStored, NORMALIZATIONS, type Normalize } from './normalize.js';
 export { KfacPreconditioner, type KfacOptions, type KfacSettings } from './kfac.js';
 export { choleskySolver, identitySolver, type CoefficientSolver, type SolveInput, type SolveOutput, type SolverStateDict } from './solver.js';

@@ -12,7 +12,7 @@
 import type { StepInput } from '../optim/optimizer.js';
 import type { Tensor } from '../tensor/index.js';
 import { CoefficientStore, type CoefficientKey, type CoefficientStoreMeta } from './coefficient-store.js';
-import type { CoefficientGroups, Coefficients } from './sample-space.js';
+import type { CoefficientGroups, Coefficients } from './coefficients.js';
 
 export interface ReuseOptions {
   key?: CoefficientKey;

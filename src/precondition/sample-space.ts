@@ -17,6 +17,7 @@ import type { Module } from '../nn/module.js';
 import type { StepInput, StepStats } from '../optim/optimizer.js';
 import { convertedTo, empty, noGrad, scope, stack, tensor, zeros, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
+import { groupCount, type CoefficientGroups, type Coefficients } from './coefficients.js';
 import { checkDamping, diagonalShift, type Damping, type DampingMode } from './damping.js';
 import { NORMALIZATIONS, normalizeSolved, normalizeStored, type Normalize } from './normalize.js';
 import type { JsonValue, Preconditioner, PreconditionerStateDict } from './preconditioner.js';
@@ -25,15 +26,6 @@ import { RIGHT_HAND_SIDES, rightHandSide, type RightHandSide } from './rhs.js';
 import { choleskySolver, type CoefficientSolver } from './solver.js';
 
 export type GroupMode = 'layerwise' | 'global';
-
-/** Which parameters share one alpha: every covered layer (global), or one row per named layer. */
-export type CoefficientGroups = { kind: 'global' } | { kind: 'layerwise'; layers: string[] };
-
-/** One batch's coefficients: [G, B] (float64 from a solve), G = 1 (global) or the number of layers. */
-export interface Coefficients {
-  alpha: Tensor;
-  groups: CoefficientGroups;
-}
 
 export interface SampleSpaceOptions {
   /** lambda (default 10, relative: the searched value on MNIST and CIFAR-10). */
@@ -151,7 +143,7 @@ export class SampleSpacePreconditioner implements Preconditioner {
     // Normalized again over this batch's samples while still host numbers, then made in the
     // model's dtype and device.
     const looked = reuse.lookup(input);
-    const g = looked.groups.kind === 'global' ? 1 : looked.groups.layers.length;
+    const g = groupCount(looked.groups);
     const uniformRows = normalizeStored(looked.values, g, this.#normalize);
     const { device, dtype } = this.engine.layers[0]!.layer.weight;
     const alpha = tensor(looked.values, { shape: [g, input.sampleIds.length], device, dtype });
@@ -194,7 +186,7 @@ export class SampleSpacePreconditioner implements Preconditioner {
         : `${this.label}: batch of 1 sample: alpha = r/(|g|^2 + shift), the gradient rescaled`);
     }
     const groups: CoefficientGroups = this.#mode === 'global' ? { kind: 'global' } : { kind: 'layerwise', layers: cap.layers.map((l) => l.name) };
-    const g = groups.kind === 'global' ? 1 : groups.layers.length;
+    const g = groupCount(groups);
     // The Grams are cached by the capture (a probe reads them again): made outside the scope.
     const needsGram = this.solver.needsGram !== false;
     const grams = !needsGram ? [] : noGrad(() => (groups.kind === 'global' ? [cap.globalGram()] : groups.layers.map((name) => cap.gram(name))));

@@ -1,7 +1,6 @@
 // The epoch log as CSV (log.csv beside log.jsonl), for spreadsheets and plotting tools: one header
 // row with every column any record has (in order of first appearance), one row per epoch.
 // (No TensorBoard event files: no maintained npm package writes them.)
-import type { EpochRecord } from './trainer.js';
 
 function cell(v: unknown): string {
   if (v === undefined || v === null) return '';
@@ -10,7 +9,7 @@ function cell(v: unknown): string {
 }
 
 /** The records as CSV text (header + rows, newline-terminated); '' for no records. */
-export function epochsCsv(records: readonly EpochRecord[]): string {
+export function epochsCsv(records: readonly object[]): string {
   if (records.length === 0) return '';
   const cols: string[] = [];
   for (const r of records) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k);
