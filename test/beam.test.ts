@@ -181,3 +181,32 @@ test('incremental decoding equals the whole-prefix decoder: every step\'s logits
     model.dispose();
   }
 }));
+
+// Ended sentences leave the decoder batch (their rows' memory, padding and prefix keys and values
+// are dropped), and beam search reorders the rows it keeps: each sentence decoded alone is the
+// oracle, since rows of one batch never interact.
+const EOS_BIAS = 2;
+test('batched greedy and beam decoding equal each sentence decoded alone, while sentences end at different steps', () => leakCheck(() => {
+  let endedEarly = 0;
+  for (const seed of [11, 12, 13, 14, 15, 16, 17, 18]) {
+    const m = tinyModel(seed, 8, 'float64');
+    // EOS made likelier, so that whole beams end (and leave the batch) at different steps.
+    noGrad(() => scope(() => m.generator.bias!.select(0, EOS).add_(EOS_BIAS)));
+    const src = sources(seed + 40, 8, 5);
+    const maxLen = 12;
+    for (const beam of [1, 2, 3, 5]) {
+      for (const lengthPenalty of beam === 1 ? [0] : [0, 1]) {
+        const batched = beam === 1 ? m.greedyDecode(src, { bos: BOS, eos: EOS, maxLen }) : m.beamDecode(src, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty });
+        const lengths = new Set(batched.map((y) => y.length));
+        if (lengths.size > 1 && Math.min(...lengths) < maxLen) endedEarly++;
+        for (let i = 0; i < src.size(0); i++) {
+          const one = src.narrow(0, i, 1);
+          const alone = beam === 1 ? m.greedyDecode(one, { bos: BOS, eos: EOS, maxLen }) : m.beamDecode(one, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty });
+          assert.deepEqual(batched[i], alone[0], `seed ${seed}, beam ${beam}, length penalty ${lengthPenalty}, sentence ${i}`);
+        }
+      }
+    }
+    m.dispose();
+  }
+  assert.ok(endedEarly >= 6, `sentences of one batch ended at different steps in ${endedEarly} searches (else no row ever left the batch)`);
+}));

@@ -151,33 +151,27 @@ export class TransformerSeq2Seq extends Module {
    */
   greedyDecode(src: Tensor, o: { bos: number; eos: number; maxLen?: number; encoded?: Encoded }): number[][] {
     return this.inference(() => {
-      const b = src.size(0);
       const limit = this.decodeLimit(o.maxLen);
       const { memory, srcPad } = this.encodedFor(src, o.encoded);
-      const memories = this.decoder.memoryKeysValues(memory);
-      const ys: number[][] = Array.from({ length: b }, () => [o.bos]);
-      const done = new Array<boolean>(b).fill(false);
-      let selfs: KeysValues[] = [];
+      const ys: number[][] = Array.from({ length: src.size(0) }, () => [o.bos]);
+      // Row j of the decoder batch decodes sentence live[j]; a sentence leaves at its EOS.
+      let live = ys.map((_, i) => i);
+      const rows = new DecoderRows(this.decoder.memoryKeysValues(memory), srcPad);
       try {
-        for (let step = 0; step < limit && !done.every(Boolean); step++) {
+        for (let step = 0; step < limit && live.length > 0; step++) {
           const r = scope(() => {
-            const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [b, step + 1], device: src.device });
-            const { logits, selfs: next } = this.decodeStep(tgt, selfs, memories, srcPad);
-            return { next: logits.argmax(-1).toArray(), selfs: next };
+            const tgt = tensor(live.flatMap((i) => ys[i]!), { dtype: 'int64', shape: [live.length, step + 1], device: src.device });
+            const { logits, selfs } = this.decodeStep(tgt, rows.selfs, rows.memories, rows.srcPad);
+            return { next: logits.argmax(-1).toArray(), selfs };
           });
-          disposeKeysValues(selfs);
-          selfs = r.selfs;
-          for (let i = 0; i < b; i++) {
-            if (done[i]) {
-              ys[i]!.push(this.padIdx);
-            } else {
-              ys[i]!.push(r.next[i]!);
-              if (r.next[i] === o.eos) done[i] = true;
-            }
-          }
+          live.forEach((i, j) => ys[i]!.push(r.next[j]!));
+          const keep = live.flatMap((_, j) => (r.next[j] === o.eos ? [] : [j]));
+          const shrinks = keep.length < live.length;
+          rows.advance(r.selfs, shrinks ? keep : null, shrinks ? keep : null);
+          if (shrinks) live = keep.map((j) => live[j]!);
         }
       } finally {
-        disposeKeysValues(selfs);
+        rows.dispose();
       }
       return ys.map((y) => untilEos(y, o.eos));
     });
@@ -203,8 +197,9 @@ export class TransformerSeq2Seq extends Module {
    * Each step keeps, per sentence, the `beam` best hypotheses by log-probability log P(y|x) among
    * every one-token extension of the live ones; a hypothesis that emitted EOS is finished and keeps
    * its slot and score (it competes with the live ones, so a beam of 1 is greedy decoding exactly).
-   * The search ends when all are finished or after `maxLen` tokens (unfinished ones end there, as in
-   * greedy decoding). The answer is the best of the final hypotheses by GNMT's length-normalized
+   * A sentence's search ends when all its hypotheses are finished (it then leaves the batch: every
+   * later step would keep them as they are) or after `maxLen` tokens (unfinished ones end there, as
+   * in greedy decoding). The answer is the best of the final hypotheses by GNMT's length-normalized
    * score log P(y|x) / ((5 + |y|) / 6)^alpha (Wu et al. 2016), |y| counting the EOS, alpha =
    * `lengthPenalty` (default 0: the plain log-probability). Scores are summed in float64, so the
    * ranking of float32 logits is kept.
@@ -216,44 +211,47 @@ export class TransformerSeq2Seq extends Module {
     if (!(alpha >= 0)) throw new RangeError(`beamDecode: lengthPenalty must be at least 0, got ${alpha}`);
     return this.inference(() => {
       const b = src.size(0);
-      const rows = b * k;
       const limit = this.decodeLimit(o.maxLen);
       const device = src.device;
       const encoded = this.encodedFor(src, o.encoded);
-      // Row r is hypothesis r % k of sentence floor(r / k).
-      const sentenceOf = tensor(Int32Array.from({ length: rows }, (_, r) => Math.floor(r / k)), { dtype: 'int64', device });
-      const memories = this.decoder.memoryKeysValues(encoded.memory.indexSelect(0, sentenceOf));
-      const srcPad = encoded.srcPad.indexSelect(0, sentenceOf);
+      // Row r of the decoder batch is hypothesis r % k of sentence live[floor(r / k)].
+      let live = Array.from({ length: b }, (_, i) => i);
+      const sentenceOf = tensor(Int32Array.from({ length: b * k }, (_, r) => Math.floor(r / k)), { dtype: 'int64', device });
+      const rows = new DecoderRows(this.decoder.memoryKeysValues(encoded.memory.indexSelect(0, sentenceOf)), encoded.srcPad.indexSelect(0, sentenceOf));
       const vocab = this.generator.weight.size(0);
       // A finished hypothesis's one extension: PAD at log-probability 0 (its score unchanged).
       const padOnly = tensor(Float64Array.from({ length: vocab }, (_, v) => (v === this.padIdx ? 0 : -Infinity)), { shape: [1, vocab], device });
-      let ys: number[][] = Array.from({ length: rows }, () => [o.bos]);
+      let ys: number[][] = Array.from({ length: b * k }, () => [o.bos]);
       // Only hypothesis 0 of each sentence starts live: k copies of BOS would fill the beam with duplicates.
-      let scores = Float64Array.from({ length: rows }, (_, r) => (r % k === 0 ? 0 : -Infinity));
-      let lengths = new Int32Array(rows);
-      let finished = new Array<boolean>(rows).fill(false);
+      let scores = Float64Array.from({ length: b * k }, (_, r) => (r % k === 0 ? 0 : -Infinity));
+      let lengths = new Int32Array(b * k);
+      let finished = new Array<boolean>(b * k).fill(false);
       const over = (r: number): boolean => finished[r]! || scores[r] === -Infinity;
-      // The decoder's keys and values of each row's prefix, reordered after every step to follow
-      // the surviving hypotheses' parents.
-      let selfs: KeysValues[] = [];
+      const penalty = (len: number): number => ((5 + len) / 6) ** alpha;
+      /** The best final hypothesis of the sentence in batch position s. */
+      const answer = (s: number): number[] => {
+        let pick = s * k;
+        for (let r = s * k + 1; r < (s + 1) * k; r++) {
+          if (scores[r]! / penalty(lengths[r]!) > scores[pick]! / penalty(lengths[pick]!)) pick = r;
+        }
+        return untilEos(ys[pick]!, o.eos);
+      };
+      const answers: number[][] = new Array<number[]>(b);
       try {
-        for (let step = 0; step < limit && !scores.every((_, r) => over(r)); step++) {
-          const { best, at, parents, next: kv } = scope(() => {
-            const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [rows, step + 1], device });
-            const { logits, selfs: extended } = this.decodeStep(tgt, selfs, memories, srcPad);
+        for (let step = 0; step < limit && live.length > 0; step++) {
+          const n = live.length * k;
+          const { best, at, extended } = scope(() => {
+            const tgt = tensor(ys.flat(), { dtype: 'int64', shape: [n, step + 1], device });
+            const { logits, selfs } = this.decodeStep(tgt, rows.selfs, rows.memories, rows.srcPad);
             const logp = logits.to('float64').logSoftmax(-1);
-            const live = tensor(finished.map((f) => !f), { dtype: 'bool', shape: [rows, 1], device });
-            const total = logp.where(live, padOnly).add(tensor(scores, { shape: [rows, 1], device }));
-            const [v, i] = total.view([b, k * vocab]).topk(k, -1);
-            const at = i.toArray();
-            const parents = Array.from({ length: rows }, (_, r) => Math.floor(r / k) * k + Math.floor(at[r]! / vocab));
-            const p = tensor(parents, { dtype: 'int64', device });
-            return { best: v.toArray(), at, parents, next: extended.map((e) => ({ k: e.k.indexSelect(0, p), v: e.v.indexSelect(0, p) })) };
+            const liveRows = tensor(finished.map((f) => !f), { dtype: 'bool', shape: [n, 1], device });
+            const total = logp.where(liveRows, padOnly).add(tensor(scores, { shape: [n, 1], device }));
+            const [v, i] = total.view([live.length, k * vocab]).topk(k, -1);
+            return { best: v.toArray(), at: i.toArray(), extended: selfs };
           });
-          disposeKeysValues(selfs);
-          selfs = kv;
-          const next = { ys: [] as number[][], scores: new Float64Array(rows), lengths: new Int32Array(rows), finished: [] as boolean[] };
-          for (let r = 0; r < rows; r++) {
+          const parents = Array.from({ length: n }, (_, r) => Math.floor(r / k) * k + Math.floor(at[r]! / vocab));
+          const next = { ys: [] as number[][], scores: new Float64Array(n), lengths: new Int32Array(n), finished: [] as boolean[] };
+          for (let r = 0; r < n; r++) {
             const parent = parents[r]!;
             const token = at[r]! % vocab;
             const wasFinished = finished[parent]!;
@@ -263,20 +261,91 @@ export class TransformerSeq2Seq extends Module {
             next.finished.push(wasFinished || token === o.eos);
           }
           ({ ys, scores, lengths, finished } = next);
+          // Sentences whose hypotheses have all ended give their answer and leave the batch.
+          const staying: number[] = [];
+          for (let s = 0; s < live.length; s++) {
+            let ended = true;
+            for (let r = s * k; r < (s + 1) * k && ended; r++) ended = over(r);
+            if (ended) answers[live[s]!] = answer(s);
+            else staying.push(s);
+          }
+          if (staying.length === live.length) {
+            rows.advance(extended, parents, null);
+          } else {
+            const keep = staying.flatMap((s) => Array.from({ length: k }, (_, h) => s * k + h));
+            rows.advance(extended, keep.map((r) => parents[r]!), keep);
+            ({ ys, scores, lengths, finished } = {
+              ys: keep.map((r) => ys[r]!), scores: Float64Array.from(keep, (r) => scores[r]!),
+              lengths: Int32Array.from(keep, (r) => lengths[r]!), finished: keep.map((r) => finished[r]!),
+            });
+            live = staying.map((s) => live[s]!);
+          }
         }
+        // Sentences still searching at the length limit end there.
+        live.forEach((i, s) => {
+          answers[i] = answer(s);
+        });
       } finally {
-        disposeKeysValues(selfs);
+        rows.dispose();
       }
-      const penalty = (len: number): number => ((5 + len) / 6) ** alpha;
-      return Array.from({ length: b }, (_, i) => {
-        let pick = i * k;
-        for (let r = i * k + 1; r < (i + 1) * k; r++) {
-          if (scores[r]! / penalty(lengths[r]!) > scores[pick]! / penalty(lengths[pick]!)) pick = r;
-        }
-        return untilEos(ys[pick]!, o.eos);
-      });
+      return answers;
     });
   }
+}
+
+/**
+ * The decoder batch's per-row state while decoding: the memory's keys and values and its padding
+ * (fixed per sentence) and the keys and values of each row's prefix. Rows of ended sentences leave,
+ * so later steps cost only what the unfinished ones need: before, a batch ran until its longest
+ * output ended, and on a trained Multi30K model 3/4 of a beam search's row-steps were rows of
+ * sentences already done.
+ */
+class DecoderRows {
+  selfs: KeysValues[] = [];
+  memories: KeysValues[];
+  srcPad: Tensor;
+  /** srcPad is the caller's (the encoder's) until rows leave: not ours to free. */
+  #ownsPad = false;
+
+  constructor(memories: KeysValues[], srcPad: Tensor) {
+    this.memories = memories;
+    this.srcPad = srcPad;
+  }
+
+  /**
+   * Takes a step's extended prefix keys and values: new row j is row `from[j]` of `extended` (null:
+   * row j), and the memory rows `keep` stay (null: all of them).
+   */
+  advance(extended: KeysValues[], from: number[] | null, keep: number[] | null): void {
+    disposeKeysValues(this.selfs);
+    this.selfs = from === null ? extended : selectRows(extended, from);
+    if (from !== null) disposeKeysValues(extended);
+    if (keep === null) return;
+    const memories = selectRows(this.memories, keep);
+    disposeKeysValues(this.memories);
+    this.memories = memories;
+    const index = tensor(Int32Array.from(keep), { dtype: 'int64', device: this.srcPad.device });
+    const srcPad = this.srcPad.indexSelect(0, index);
+    index.dispose();
+    if (this.#ownsPad) this.srcPad.dispose();
+    this.srcPad = srcPad;
+    this.#ownsPad = true;
+  }
+
+  dispose(): void {
+    disposeKeysValues(this.selfs);
+    disposeKeysValues(this.memories);
+    if (this.#ownsPad) this.srcPad.dispose();
+  }
+}
+
+/** Rows `rows` of every layer's keys and values, as new tensors. */
+function selectRows(kvs: readonly KeysValues[], rows: number[]): KeysValues[] {
+  if (kvs.length === 0) return [];
+  return scope(() => {
+    const index = tensor(Int32Array.from(rows), { dtype: 'int64', device: kvs[0]!.k.device });
+    return kvs.map((e) => ({ k: e.k.indexSelect(0, index), v: e.v.indexSelect(0, index) }));
+  });
 }
 
 function disposeKeysValues(kvs: readonly KeysValues[]): void {
