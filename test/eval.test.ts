@@ -41,11 +41,11 @@ function train(name: string, args: string[]): { dir: string; log: Record<string,
 }
 
 /** Runs `fngd eval` and returns the JSON it wrote. */
-function evaluate(args: string[]): { sets: Record<string, Record<string, number>>; out: string } {
+function evaluate(args: string[]): { sets: Record<string, Record<string, number>>; out: string; err: string } {
   const json = join(ROOT, `eval-${Math.random().toString(36).slice(2)}.json`);
   const r = fngd(['eval', ...args, '--json', json, '--threads', '1']);
   assert.equal(r.code, 0, r.err);
-  return { ...(JSON.parse(readFileSync(json, 'utf8')) as { sets: Record<string, Record<string, number>> }), out: r.out };
+  return { ...(JSON.parse(readFileSync(json, 'utf8')) as { sets: Record<string, Record<string, number>> }), out: r.out, err: r.err };
 }
 
 /**
@@ -232,7 +232,12 @@ test('eval of an mnist-mlp checkpoint on the MNIST test files (plain, or cut and
   writeFileSync(join(cut, 't10k-labels-idx1-ubyte.gz'), gzipSync(idxHead(join(MNIST, 't10k-labels-idx1-ubyte'), 300, 1)));
   const gz = evaluate(['--run', dir, '--data', join(cut, 't10k-images-idx3-ubyte.gz'), '--batch-size', '128']);
   same(gz.sets['t10k-images-idx3-ubyte']!, log, 'test', 'accuracy', 1e-6);
-  same(evaluate(['--run', dir]).sets.test!, log, 'test', 'accuracy');
+  // Progress on stderr (not a terminal here: a line at each quarter of the batches), or none.
+  assert.equal(gz.err, 'eval t10k-images-idx3-ubyte 1/3\neval t10k-images-idx3-ubyte 2/3\neval t10k-images-idx3-ubyte 3/3\n');
+  const own = evaluate(['--run', dir]);
+  same(own.sets.test!, log, 'test', 'accuracy');
+  assert.match(own.err, /^eval test 1\/1\n$/);
+  assert.equal(evaluate(['--run', dir, '--no-progress']).err, '');
 });
 
 test('eval of a cifar10-resnet checkpoint on a CIFAR-10 batch file (gzipped) reproduces the logged validation accuracy and loss', () => {

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { detokenize, PAD, readSentences, tokenize } from '../data/index.js';
 import { scope, tensor, type Device } from '../tensor/index.js';
 import { translateBatch, type DecodeOptions } from '../train/evaluate.js';
+import { ProgressBar } from '../train/progress.js';
 import { loadSavedModel, type SavedModel } from '../train/saved-run.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
 import { DECODE_FLAGS, decodeOptions, openRun, RUN_MODEL_FLAGS } from './eval.js';
@@ -49,11 +50,15 @@ export async function translateCommand(argv: string[]): Promise<void> {
   process.stdout.on('error', onError);
   try {
     const batchSize = f.batchSize as number;
+    // A filter's stderr often goes to a script's log: the bar only where a person watches.
+    const bar = new ProgressBar('translate', lines.length, { enabled: (f.progress as boolean) && Boolean(process.stderr.isTTY) });
     for (let start = 0; start < lines.length && !closed; start += batchSize) {
       const out = translateLines(saved as Translator, lines.slice(start, start + batchSize), start, decode, device);
       process.stdout.write(out.map((l) => `${l}\n`).join(''));
+      bar.update(start + out.length, 'lines');
       await new Promise((r) => setImmediate(r)); // lets a closed pipe's error arrive
     }
+    bar.done();
   } finally {
     saved.model.dispose();
   }

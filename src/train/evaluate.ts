@@ -33,17 +33,23 @@ export function translateBatch(model: TransformerSeq2Seq, src: Tensor, srcLength
   return model.beamDecode(src, { bos: BOS, eos: EOS, beam, maxLen, lengthPenalty: o.lengthPenalty, encoded });
 }
 
+/** Told after each evaluation batch how many are done of how many (a progress bar's update). */
+export type OnEvalBatch = (done: number, total: number) => void;
+
 /**
  * `fn` on every batch of `loader` in order (epoch 0 of an evaluation loader reads every sample once),
  * one scope each, the model in eval mode without autograd; its previous mode is restored after.
  */
-export function eachEvalBatch<B extends BaseBatch>(model: Module, loader: DataLoader<B>, fn: (b: B) => void): void {
+export function eachEvalBatch<B extends BaseBatch>(model: Module, loader: DataLoader<B>, fn: (b: B) => void, onBatch?: OnEvalBatch): void {
   const wasTraining = model.training;
   model.eval();
   try {
     noGrad(() => {
       const ep = loader.epoch(0);
-      for (let k = 0; k < ep.length; k++) scope(() => fn(ep.batch(k)));
+      for (let k = 0; k < ep.length; k++) {
+        scope(() => fn(ep.batch(k)));
+        onBatch?.(k + 1, ep.length);
+      }
     });
   } finally {
     model.train(wasTraining);
@@ -51,7 +57,7 @@ export function eachEvalBatch<B extends BaseBatch>(model: Module, loader: DataLo
 }
 
 /** Accuracy and mean cross-entropy of a classifier over a loader, in eval mode without autograd. */
-export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, loader: DataLoader<ImageBatch>, device: Device): Record<string, number> {
+export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, loader: DataLoader<ImageBatch>, device: Device, onBatch?: OnEvalBatch): Record<string, number> {
   let correct = 0;
   let lossSum = 0;
   let n = 0;
@@ -61,7 +67,7 @@ export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, l
     lossSum += crossEntropyPerSample(logits, y).sum().item();
     correct += logits.argmax(1).eq(y).sum().item();
     n += b.ids.length;
-  });
+  }, onBatch);
   return { loss: lossSum / n, accuracy: correct / n, metric: correct / n };
 }
 
@@ -72,6 +78,7 @@ export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, l
  */
 export function evaluateTranslation(
   model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}, beamEval?: Required<Pick<DecodeOptions, 'beam' | 'lengthPenalty'>>,
+  onBatch?: OnEvalBatch,
 ): Record<string, number> {
   const data = loader.dataset as TranslationDataset;
   const hyps: string[] = [];
@@ -93,7 +100,7 @@ export function evaluateTranslation(
       refs.push(data.lowercase ? ref.toLowerCase() : ref);
     }
     if (beamEval !== undefined) for (const ids of translateBatch(model, src, b.srcLengths, { ...decode, ...beamEval }, encoded)) beamHyps.push(text(ids));
-  });
+  }, onBatch);
   const bleu = corpusBleu(hyps, refs).score;
   const beam = beamEval === undefined ? {} : { [`bleu_beam${beamEval.beam}`]: corpusBleu(beamHyps, refs).score };
   return { loss: lossSum / tokens, bleu, ...beam, metric: bleu };

@@ -33,7 +33,7 @@ export class ProgressBar {
       const quarter = Math.floor(frac * 4);
       if (quarter > this.#lastQuarter) {
         this.#lastQuarter = quarter;
-        process.stderr.write(`${this.#label} ${done}/${this.#total} ${info}\n`);
+        process.stderr.write(`${[this.#label, `${done}/${this.#total}`, info].filter((s) => s !== '').join(' ')}\n`);
       }
     }
   }

@@ -54,13 +54,13 @@ export function supervisedTask<B extends BaseBatch>(init: SupervisedTaskInit<B>)
     evalLoaders: init.evalLoaders ?? {},
     metric: headline,
     perSampleLoss: (batch) => init.loss(init.forward(batch), batch),
-    evaluate(loader) {
+    evaluate(loader, onBatch) {
       const all: Record<string, Metric<B>> = { loss: meanMetric<B>((out, b) => init.loss(out, b)), ...metrics };
       for (const m of Object.values(all)) m.reset();
       eachEvalBatch(model, loader, (b) => {
         const out = init.forward(b);
         for (const m of Object.values(all)) m.update(out, b);
-      });
+      }, onBatch);
       const res: Record<string, number> = {};
       for (const [k, m] of Object.entries(all)) res[k] = m.compute();
       res.metric = res[headline]!;

@@ -2,6 +2,7 @@
 import type { BaseBatch, DataLoader } from '../data/index.js';
 import type { Module } from '../nn/index.js';
 import type { Device, Tensor } from '../tensor/index.js';
+import type { OnEvalBatch } from './evaluate.js';
 
 export interface Task<B extends BaseBatch = BaseBatch> {
   /** e.g. 'mnist-mlp'. */
@@ -28,8 +29,11 @@ export interface Task<B extends BaseBatch = BaseBatch> {
    * the loss a first-order optimizer descends.
    */
   perSampleLoss(batch: B): Tensor;
-  /** Metrics over a whole loader, in eval mode without autograd; always includes `loss` and `metric`. */
-  evaluate(loader: DataLoader<B>): Record<string, number>;
+  /**
+   * Metrics over a whole loader, in eval mode without autograd; always includes `loss` and `metric`.
+   * `onBatch`, when given, is told the batches done after each (the trainer's and `fngd eval`'s progress bars).
+   */
+  evaluate(loader: DataLoader<B>, onBatch?: OnEvalBatch): Record<string, number>;
   /** Frees the model and the data. */
   dispose(): void;
 }

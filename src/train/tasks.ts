@@ -14,7 +14,7 @@ import { crossEntropyPerSample, mlp, resnet18Cifar, resnetSmall, smallCnn, trans
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { cuda, manualSeed, type Device, type Tensor } from '../tensor/index.js';
-import { evaluateImages, evaluateTranslation, onDevice, type DecodeOptions } from './evaluate.js';
+import { evaluateImages, evaluateTranslation, onDevice, type DecodeOptions, type OnEvalBatch } from './evaluate.js';
 import type { Task } from './task.js';
 
 export const TASKS = ['mnist-mlp', 'fashion-cnn', 'cifar10-resnet', 'cifar10-mlp', 'multi30k-transformer'] as const;
@@ -128,8 +128,8 @@ class ImageTask implements Task<ImageBatch> {
     return crossEntropyPerSample(this.model.forward(onDevice(b.x, this.device)), onDevice(b.y, this.device));
   }
 
-  evaluate(loader: DataLoader<ImageBatch>): Record<string, number> {
-    return evaluateImages(this.model, loader, this.device);
+  evaluate(loader: DataLoader<ImageBatch>, onBatch?: OnEvalBatch): Record<string, number> {
+    return evaluateImages(this.model, loader, this.device, onBatch);
   }
 
   dispose(): void {
@@ -174,8 +174,8 @@ class TranslationTask implements Task<TranslationBatch> {
     return perSentence.mul(b.ids.length / b.numTgtTokens);
   }
 
-  evaluate(loader: DataLoader<TranslationBatch>): Record<string, number> {
-    return evaluateTranslation(this.model, loader, this.device, this.o.decode, this.o.beamEval);
+  evaluate(loader: DataLoader<TranslationBatch>, onBatch?: OnEvalBatch): Record<string, number> {
+    return evaluateTranslation(this.model, loader, this.device, this.o.decode, this.o.beamEval, onBatch);
   }
 
   dispose(): void {

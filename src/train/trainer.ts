@@ -200,7 +200,10 @@ export class Trainer<B extends BaseBatch> {
         flushTime();
         const metrics: Record<string, number> = {};
         for (const [name, l] of Object.entries(task.evalLoaders)) {
-          for (const [k, v] of Object.entries(task.evaluate(l))) metrics[`${name}_${k}`] = v;
+          // A beam-searched BLEU takes minutes: a bar of its own.
+          const evalBar = new ProgressBar(`epoch ${state.epoch} eval ${name}`, l.batchesPerEpoch, { enabled: o.progress });
+          for (const [k, v] of Object.entries(task.evaluate(l, (done) => evalBar.update(done)))) metrics[`${name}_${k}`] = v;
+          evalBar.done();
         }
         const evalSeconds = (performance.now() - t0) / 1000;
         const epochLoss = state.epochLossSum / Math.max(1, state.epochSamples);
