@@ -1,6 +1,6 @@
 // Step time of each second-order method over a plain SGD step (the Transformer: AdamW's), same model
 // and batch, in interleaved rounds:
-//   npm run bench:optimizers [-- --json] [-- --rounds N] [-- --iters N] [-- --warmup N] [-- --case mlp|resnet|transformer]
+//   npm run bench:optimizers [-- --json] [-- --rounds N] [-- --iters N] [-- --warmup N] [-- --case mlp|resnet|transformer|transformer-kfac]
 // Each contender first runs `warmup` untimed steps (MLP: MLP_WARMUP_STEPS, bench/timing.ts; whole cost
 // periods; --warmup overrides), so that the ratios are per step in the steady state a training run
 // reaches: V8 compiles a step's JavaScript over its first few hundred steps. Compute-bound cases
@@ -26,7 +26,8 @@
 //               the timed rounds (KFAC's block is whole multiples of its `costPeriod`, 10 steps:
 //               one factor update per block); the inverses (every 100 steps) fall in one timed
 //               block in ten, which the median over rounds leaves out, so their amortized cost is
-//               not in this ratio; its time per step as for the others
+//               not in this ratio; `kfac_over_*_mean`, the mean over rounds (which span whole
+//               hundreds of steps), counts them amortized
 //   ief, fast_ief_reuse  iEF every step (NGD's work plus the logit-gradient norms), and its
 //               coefficients reused through FNGD's store
 //   thermo_ngd  thermodynamic NGD simulated at the paper's settings (t = 50 tau, dt = 0.1 tau: 500
@@ -42,7 +43,8 @@
 // keep their registry rule (SGD with momentum; the rule's own update is under 1% of this step).
 // Fewer rounds (10) than the image cases: an NGD step here takes seconds. KFAC is left out: its
 // 7,857 x 7,857 output-projection factor (a factor update every 10 steps, and an inverse every 100)
-// makes one cost period alone longer than this whole case.
+// makes one cost period alone longer than this whole case. `--case transformer-kfac` times it alone
+// against AdamW (10 rounds of 10 KFAC steps, about 10 minutes): the KFAC row of issue 15's table.
 import { BOS, EOS, PAD } from '../src/data/index.js';
 import { crossEntropyPerSample, Linear, mlp, resnetSmall, type Layer, type Module, type TransformerSeq2Seq } from '../src/nn/index.js';
 import { translationModel } from '../src/train/tasks.js';
@@ -77,6 +79,8 @@ interface Case {
   rounds: number;
   /** Untimed steps of every contender before the rounds (see the header). */
   warmup: number;
+  /** Left out of a run without --case (too long to run by default). */
+  onlyWhenNamed?: boolean;
 }
 
 function imageSetup(model: () => Layer, shape: number[]): () => Setup {
@@ -131,6 +135,8 @@ const cases: Case[] = [
       sgd_engine: (m) => engineSgd(m),
     },
   },
+  // Only when asked for (--case transformer-kfac): 10 rounds of whole 10-step cost periods.
+  { name: 'transformer-kfac', setup: transformerSetup, reference: 'adamw', iters: 1, rounds: 10, warmup: 0, methods: { kfac: (m) => kfac(m) }, onlyWhenNamed: true },
 ];
 if (onlyCase !== null && !cases.some((c) => c.name === onlyCase)) {
   throw new RangeError(`bench:optimizers: --case must be one of ${cases.map((c) => c.name).join(', ')}, got '${onlyCase}'`);
@@ -167,7 +173,7 @@ function reuseFloor(model: Module, opt: Optimizer, x: Tensor, y: Tensor): { step
 
 const result: Record<string, unknown> = {};
 for (const c of cases) {
-  if (onlyCase !== null && c.name !== onlyCase) continue;
+  if (onlyCase === null ? c.onlyWhenNamed === true : c.name !== onlyCase) continue;
   manualSeed(0);
   const setup = c.setup();
   const ids = Int32Array.from({ length: B }, (_, i) => i);
@@ -214,10 +220,16 @@ for (const c of cases) {
   };
   for (const k of Object.keys(runs)) if (k !== ref) put(`${k}_over_${ref}`, t.ratios[k]!);
   // Both bracketed by the same round's reference blocks: their quotient is the coefficients' own cost.
-  put('fngd_reuse_over_sgd_engine', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.sgd_engine![i]!));
+  if (runs.fngd_reuse !== undefined && runs.sgd_engine !== undefined) put('fngd_reuse_over_sgd_engine', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.sgd_engine![i]!));
   if (floorRun !== null) {
     put(`reuse_floor_over_${ref}`, t.ratios.reuse_floor!);
     put('fngd_reuse_over_reuse_floor', t.ratios.fngd_reuse!.map((x, i) => x / t.ratios.reuse_floor![i]!));
+  }
+  if (runs.kfac !== undefined) {
+    // KFAC's inverses (every invUpdateEvery = 100 steps) are left out of its cost period, so the
+    // median round holds none. The timed rounds span a whole number of hundreds of steps (after a
+    // warm-up of whole periods), so the mean over rounds counts them, amortized.
+    result[`kfac_over_${ref}_${c.name}_mean`] = t.ratios.kfac!.reduce((a, x) => a + x, 0) / t.ratios.kfac!.length;
   }
   result[`rounds_${c.name}`] = rounds;
   result[`warmup_steps_${c.name}`] = warmup;
