@@ -12,7 +12,7 @@ import type { GemmState } from '../curvature/index.js';
 import type { Optimizer, OptimizerMeta } from '../optim/index.js';
 import { scope, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
-import type { EpochRecord, StepRecord } from './trainer.js';
+import type { EpochRecord, StepRecord } from './records.js';
 
 export const CHECKPOINT_FORMAT = 'fngd.checkpoint.v1';
 

@@ -17,8 +17,12 @@ import { warn } from '../warnings.js';
 import { loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
 import { epochsCsv } from './csv.js';
 import { ProgressBar } from './progress.js';
+import type { EpochRecord, StepRecord } from './records.js';
 import { CHECKPOINT_FILE, RunDir } from './run-dir.js';
 import type { Task } from './task.js';
+
+// The log records live in records.ts (the checkpoint keeps them too); exported here beside the trainer.
+export type { EpochRecord, StepRecord };
 
 /** Empty data would train to "loss 0" and evaluate to NaN or 0: an error naming the set instead. */
 function checkData(task: Task<BaseBatch>): void {
@@ -63,32 +67,6 @@ export interface TrainerOptions {
   onEpoch?: (record: EpochRecord) => void;
   /** Called after every step with its record (the line written to steps.jsonl). */
   onStep?: (record: StepRecord) => void;
-}
-
-export interface EpochRecord {
-  /**
-   * The epoch just finished, counted from 0 as everywhere in fngd (StepRecord.epoch, the optimizer's
-   * StepInput.epoch, DataLoader.epoch(e), checkpoints): the first epoch's record says 0.
-   */
-  epoch: number;
-  /** Seconds of training and evaluation since the run started (summed across resumes). */
-  wall_time: number;
-  /** The part of `wall_time` spent evaluating (so training time to a target is wall_time - eval_time). */
-  eval_time: number;
-  train_loss: number;
-  lr: number;
-  steps: number;
-  samples_per_s: number;
-  [metric: string]: number;
-}
-
-export interface StepRecord {
-  epoch: number;
-  step: number;
-  loss: number;
-  lr: number;
-  /** The method's own numbers for the step (jitter, reused, missing, analog_s, ...), when it has any. */
-  stats?: Record<string, number>;
 }
 
 export interface TrainResult {
