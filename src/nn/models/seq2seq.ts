@@ -303,9 +303,8 @@ export class TransformerSeq2Seq extends Module {
 class DecoderRows {
   selfs: KeysValues[] = [];
   memories: KeysValues[];
+  /** A [rows, S] mask; replaced ones are left to the decoding's scope (they are small). */
   srcPad: Tensor;
-  /** srcPad is the caller's (the encoder's) until rows leave: not ours to free. */
-  #ownsPad = false;
 
   constructor(memories: KeysValues[], srcPad: Tensor) {
     this.memories = memories;
@@ -314,38 +313,42 @@ class DecoderRows {
 
   /**
    * Takes a step's extended prefix keys and values: new row j is row `from[j]` of `extended` (null:
-   * row j), and the memory rows `keep` stay (null: all of them).
+   * row j, and then no row leaves), and only the memory rows `keep` stay (null: all of them). One
+   * index tensor per distinct list (greedy decoding passes the same one twice).
    */
   advance(extended: KeysValues[], from: number[] | null, keep: number[] | null): void {
     disposeKeysValues(this.selfs);
-    this.selfs = from === null ? extended : selectRows(extended, from);
-    if (from !== null) disposeKeysValues(extended);
-    if (keep === null) return;
-    const memories = selectRows(this.memories, keep);
-    disposeKeysValues(this.memories);
-    this.memories = memories;
-    const index = tensor(Int32Array.from(keep), { dtype: 'int64', device: this.srcPad.device });
-    const srcPad = this.srcPad.indexSelect(0, index);
-    index.dispose();
-    if (this.#ownsPad) this.srcPad.dispose();
-    this.srcPad = srcPad;
-    this.#ownsPad = true;
+    if (from === null) {
+      this.selfs = extended;
+      return;
+    }
+    const next = scope(() => {
+      const index = (rows: number[]): Tensor => tensor(Int32Array.from(rows), { dtype: 'int64', device: this.srcPad.device });
+      const fromIndex = index(from);
+      const keepIndex = keep === null ? null : keep === from ? fromIndex : index(keep);
+      return {
+        selfs: selectRows(extended, fromIndex),
+        left: keepIndex === null ? null : { memories: selectRows(this.memories, keepIndex), srcPad: this.srcPad.indexSelect(0, keepIndex) },
+      };
+    });
+    disposeKeysValues(extended);
+    this.selfs = next.selfs;
+    if (next.left !== null) {
+      disposeKeysValues(this.memories);
+      this.memories = next.left.memories;
+      this.srcPad = next.left.srcPad;
+    }
   }
 
   dispose(): void {
     disposeKeysValues(this.selfs);
     disposeKeysValues(this.memories);
-    if (this.#ownsPad) this.srcPad.dispose();
   }
 }
 
-/** Rows `rows` of every layer's keys and values, as new tensors. */
-function selectRows(kvs: readonly KeysValues[], rows: number[]): KeysValues[] {
-  if (kvs.length === 0) return [];
-  return scope(() => {
-    const index = tensor(Int32Array.from(rows), { dtype: 'int64', device: kvs[0]!.k.device });
-    return kvs.map((e) => ({ k: e.k.indexSelect(0, index), v: e.v.indexSelect(0, index) }));
-  });
+/** Rows `index` (int64) of every layer's keys and values, as new tensors. */
+function selectRows(kvs: readonly KeysValues[], index: Tensor): KeysValues[] {
+  return kvs.map((e) => ({ k: e.k.indexSelect(0, index), v: e.v.indexSelect(0, index) }));
 }
 
 function disposeKeysValues(kvs: readonly KeysValues[]): void {
