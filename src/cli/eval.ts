@@ -8,8 +8,8 @@ import {
 } from '../data/index.js';
 import { readData } from '../data/files.js';
 import { setNumThreads, type Device } from '../tensor/index.js';
-import { evaluateImages, evaluateTranslation, type DecodeOptions, type OnEvalBatch } from '../train/evaluate.js';
-import { ProgressBar } from '../train/progress.js';
+import { evaluateImages, evaluateTranslation, type DecodeOptions } from '../train/evaluate.js';
+import { withProgressBar } from '../train/progress.js';
 import { kebab } from '../precondition/registry.js';
 import { loadCheckpointModel } from '../train/checkpoint.js';
 import { loadSavedModel, readSavedRun, type SavedModel, type SavedRun } from '../train/saved-run.js';
@@ -184,7 +184,7 @@ function evaluateRunSets(run: SavedRun, f: FlagValues, device: Device, decode: D
     loadCheckpointModel(run.checkpoint, task.model);
     const sets: Record<string, SetResult> = {};
     for (const [name, loader] of Object.entries(task.evalLoaders)) {
-      sets[name] = withProgress(f, name, loader.batchesPerEpoch, (onBatch) => ({ samples: loader.numSamples, ...task.evaluate(loader as never, onBatch) }));
+      sets[name] = withProgressBar(`eval ${name}`, loader.batchesPerEpoch, f.progress as boolean, (onBatch) => ({ samples: loader.numSamples, ...task.evaluate(loader as never, onBatch) }));
     }
     return sets;
   } finally {
@@ -199,7 +199,7 @@ function evaluateFiles(run: SavedRun, f: FlagValues, device: Device, decode: Dec
       const data = translationData(saved, f.src as string, f.ref as string);
       try {
         const loader = new DataLoader<TranslationBatch>(data, { batchSize: (f.batchSize as number | undefined) ?? 128, limit: f.limit as number | undefined });
-        return withProgress(f, dataName(f), loader.batchesPerEpoch, (onBatch) => ({ samples: loader.numSamples, ...evaluateTranslation(saved.model, loader, device, decode, undefined, onBatch) }));
+        return withProgressBar(`eval ${dataName(f)}`, loader.batchesPerEpoch, f.progress as boolean, (onBatch) => ({ samples: loader.numSamples, ...evaluateTranslation(saved.model, loader, device, decode, undefined, onBatch) }));
       } finally {
         data.dispose();
       }
@@ -207,22 +207,12 @@ function evaluateFiles(run: SavedRun, f: FlagValues, device: Device, decode: Dec
     const data = imageData(saved.task, f.data as string, imageLabels(f));
     try {
       const loader = new DataLoader<ImageBatch>(data, { batchSize: (f.batchSize as number | undefined) ?? 500, limit: f.limit as number | undefined });
-      return withProgress(f, dataName(f), loader.batchesPerEpoch, (onBatch) => ({ samples: loader.numSamples, ...evaluateImages(saved.model, loader, device, onBatch) }));
+      return withProgressBar(`eval ${dataName(f)}`, loader.batchesPerEpoch, f.progress as boolean, (onBatch) => ({ samples: loader.numSamples, ...evaluateImages(saved.model, loader, device, onBatch) }));
     } finally {
       data.dispose();
     }
   } finally {
     saved.model.dispose();
-  }
-}
-
-/** `fn` with a progress bar on stderr over its `batches` (unless --no-progress). */
-function withProgress<T>(f: FlagValues, label: string, batches: number, fn: (onBatch: OnEvalBatch) => T): T {
-  const bar = new ProgressBar(`eval ${label}`, batches, { enabled: f.progress as boolean });
-  try {
-    return fn((done) => bar.update(done));
-  } finally {
-    bar.done();
   }
 }
 

@@ -43,3 +43,16 @@ export class ProgressBar {
     this.#enabled = false;
   }
 }
+
+/**
+ * `fn` with a bar over `total` items, given the update to call with the count done (an evaluation's
+ * `onBatch`); the bar is cleared when `fn` returns or throws.
+ */
+export function withProgressBar<T>(label: string, total: number, enabled: boolean, fn: (update: (done: number) => void) => T): T {
+  const bar = new ProgressBar(label, total, { enabled });
+  try {
+    return fn((done) => bar.update(done));
+  } finally {
+    bar.done();
+  }
+}

@@ -16,7 +16,7 @@ import { manualSeed, scope } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import { loadCheckpoint, saveCheckpoint, type TrainerState } from './checkpoint.js';
 import { epochsCsv } from './csv.js';
-import { ProgressBar } from './progress.js';
+import { ProgressBar, withProgressBar } from './progress.js';
 import type { EpochRecord, StepRecord } from './records.js';
 import { CHECKPOINT_FILE, RunDir } from './run-dir.js';
 import type { Task } from './task.js';
@@ -179,9 +179,8 @@ export class Trainer<B extends BaseBatch> {
         const metrics: Record<string, number> = {};
         for (const [name, l] of Object.entries(task.evalLoaders)) {
           // A beam-searched BLEU takes minutes: a bar of its own.
-          const evalBar = new ProgressBar(`epoch ${state.epoch} eval ${name}`, l.batchesPerEpoch, { enabled: o.progress });
-          for (const [k, v] of Object.entries(task.evaluate(l, (done) => evalBar.update(done)))) metrics[`${name}_${k}`] = v;
-          evalBar.done();
+          const scores = withProgressBar(`epoch ${state.epoch} eval ${name}`, l.batchesPerEpoch, o.progress, (onBatch) => task.evaluate(l, onBatch));
+          for (const [k, v] of Object.entries(scores)) metrics[`${name}_${k}`] = v;
         }
         const evalSeconds = (performance.now() - t0) / 1000;
         const epochLoss = state.epochLossSum / Math.max(1, state.epochSamples);
