@@ -12,6 +12,6 @@ export * as metrics from './train/metrics.js';
 export type { Metric } from './train/metrics.js';
 export { saveCheckpoint, loadCheckpoint, loadCheckpointModel, readCheckpointInfo, CHECKPOINT_FORMAT, type TrainerState } from './train/checkpoint.js';
 export { createTask, imageModel, translationModel, TASKS, type TaskName, type TaskOptions, type TranslationPreprocessing } from './train/tasks.js';
-export { evaluateImages, evaluateTranslation, translateBatch, type DecodeOptions } from './train/evaluate.js';
+export { evaluateImages, evaluateTranslation, translateBatch, type DecodeOptions, type TranslationEvalOptions } from './train/evaluate.js';
 export { corpusBleu, type BleuOptions, type BleuScore, type SmoothMethod } from './train/bleu.js';
 export * from './curvature/index.js';

@@ -199,7 +199,7 @@ function evaluateFiles(run: SavedRun, f: FlagValues, device: Device, decode: Dec
       const data = translationData(saved, f.src as string, f.ref as string);
       try {
         const loader = new DataLoader<TranslationBatch>(data, { batchSize: (f.batchSize as number | undefined) ?? 128, limit: f.limit as number | undefined });
-        return withProgressBar(`eval ${dataName(f)}`, loader.batchesPerEpoch, f.progress as boolean, (onBatch) => ({ samples: loader.numSamples, ...evaluateTranslation(saved.model, loader, device, decode, undefined, onBatch) }));
+        return withProgressBar(`eval ${dataName(f)}`, loader.batchesPerEpoch, f.progress as boolean, (onBatch) => ({ samples: loader.numSamples, ...evaluateTranslation(saved.model, loader, device, { decode, onBatch }) }));
       } finally {
         data.dispose();
       }

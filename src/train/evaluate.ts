@@ -71,14 +71,22 @@ export function evaluateImages(model: Module & { forward(x: Tensor): Tensor }, l
   return { loss: lossSum / n, accuracy: correct / n, metric: correct / n };
 }
 
+/** What `evaluateTranslation` decodes besides the teacher-forced loss, and whom it tells. */
+export interface TranslationEvalOptions {
+  /** How the metric's translations are decoded (default: greedy, as training evaluates). */
+  decode?: DecodeOptions;
+  /** Also decode with this beam and length penalty, reported as `bleu_beamN` beside the metric. */
+  beamEval?: Required<Pick<DecodeOptions, 'beam' | 'lengthPenalty'>>;
+  onBatch?: OnEvalBatch;
+}
+
 /**
  * Token-averaged cross-entropy (teacher forced) and corpus BLEU of the decoded translations over a
  * loader of a TranslationDataset, in eval mode without autograd. The vocabulary is lower-cased
  * when the dataset is, so the references are lower-cased too (BLEU is then case-insensitive).
  */
 export function evaluateTranslation(
-  model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, decode: DecodeOptions = {}, beamEval?: Required<Pick<DecodeOptions, 'beam' | 'lengthPenalty'>>,
-  onBatch?: OnEvalBatch,
+  model: TransformerSeq2Seq, loader: DataLoader<TranslationBatch>, device: Device, { decode = {}, beamEval, onBatch }: TranslationEvalOptions = {},
 ): Record<string, number> {
   const data = loader.dataset as TranslationDataset;
   const hyps: string[] = [];

@@ -175,7 +175,7 @@ class TranslationTask implements Task<TranslationBatch> {
   }
 
   evaluate(loader: DataLoader<TranslationBatch>, onBatch?: OnEvalBatch): Record<string, number> {
-    return evaluateTranslation(this.model, loader, this.device, this.o.decode, this.o.beamEval, onBatch);
+    return evaluateTranslation(this.model, loader, this.device, { decode: this.o.decode, beamEval: this.o.beamEval, onBatch });
   }
 
   dispose(): void {
