@@ -41,6 +41,8 @@
 // tokens, sentence lengths 9-12 words padded with PAD, the task's per-sample loss (label smoothing 0.1).
 // Its reference is AdamW's step (the issue's goal: FNGD's reuse step <= 1.05x AdamW's); the methods
 // keep their registry rule (SGD with momentum; the rule's own update is under 1% of this step).
+// `sgd` (plain autograd SGD) and `ief` (fast iEF's solve epoch) price the remaining rows of issue
+// 15's table in AdamW steps; FNGD's solve epoch costs an NGD step.
 // Fewer rounds (10) than the image cases: an NGD step here takes seconds. KFAC is left out: its
 // 7,857 x 7,857 output-projection factor (a factor update every 10 steps, and an inverse every 100)
 // makes one cost period alone longer than this whole case. `--case transformer-kfac` times it alone
@@ -129,7 +131,9 @@ const cases: Case[] = [
   {
     name: 'transformer', setup: transformerSetup, reference: 'adamw', iters: 1, rounds: 10, warmup: 0,
     methods: {
+      sgd: null,
       ngd: (m) => ngd(m),
+      ief: (m) => ief(m),
       fngd_reuse: (m) => fngd(m, { numSamples: B }),
       fast_ief_reuse: (m) => fastIef(m, { numSamples: B }),
       sgd_engine: (m) => engineSgd(m),
