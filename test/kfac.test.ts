@@ -226,34 +226,140 @@ class Mixed extends Module {
   }
 }
 
-test('fallback: Embedding and LayerNorm parameters keep the mean gradient, listed once on stderr', () => leakCheck(() => {
-  manualSeed(4);
-  const model = new Mixed();
-  const messages: string[] = [];
-  // Library code reports through the warning hook (the CLI prints it on stderr).
-  const previous = setWarningHandler((m) => messages.push(`${m}\n`));
-  let opt: KFAC;
-  try {
-    opt = KFAC(model, { lr: 0.1, ...exact });
-  } finally {
-    setWarningHandler(previous);
-  }
-  assert.deepEqual(opt.pre.fallbackParams(), ['emb.weight', 'ln.weight', 'ln.bias']);
-  assert.deepEqual(messages, ['KFAC: first-order fallback for 3 parameters: emb.weight, ln.weight, ln.bias\n']);
-  assert.deepEqual(opt.pre.engine.coverage().covered, ['out.weight', 'out.bias']);
-  scope(() => {
-    const x = tensor(BigInt64Array.from([1n, 3n, 3n, 0n, 6n, 2n]));
-    const loss = crossEntropyPerSample(model.forward(x), tensor(BigInt64Array.from([0n, 1n, 2n, 2n, 1n, 0n])));
-    const params = model.parameters();
-    const mean = grad(loss.mean(), params, { retainGraph: true });
-    opt.step({ perSampleLoss: loss, sampleIds: new Int32Array(B), epoch: 0 });
-    model.namedParameters().forEach(([n, p], i) => {
-      if (n.startsWith('out.')) assert.ok(relErr(p.grad!, mean[i]!) > 1e-3, `${n} should be preconditioned`);
-      else close(p.grad!, mean[i]!, `${n} fallback gradient`, 1e-14);
+test('fallback: LayerNorm parameters (and embeddings under embeddings: first-order) keep the mean gradient, listed once on stderr', () => leakCheck(() => {
+  for (const [embeddings, fallback] of [['kfac', ['ln.weight', 'ln.bias']], ['first-order', ['emb.weight', 'ln.weight', 'ln.bias']]] as const) {
+    manualSeed(4);
+    const model = new Mixed();
+    const messages: string[] = [];
+    // Library code reports through the warning hook (the CLI prints it on stderr).
+    const previous = setWarningHandler((m) => messages.push(`${m}\n`));
+    let opt: KFAC;
+    try {
+      opt = KFAC(model, { lr: 0.1, ...exact, embeddings });
+    } finally {
+      setWarningHandler(previous);
+    }
+    assert.deepEqual(opt.pre.fallbackParams(), fallback);
+    assert.deepEqual(messages, [`KFAC: first-order fallback for ${fallback.length} parameters: ${fallback.join(', ')}\n`]);
+    scope(() => {
+      const x = tensor(BigInt64Array.from([1n, 3n, 3n, 0n, 6n, 2n]));
+      const loss = crossEntropyPerSample(model.forward(x), tensor(BigInt64Array.from([0n, 1n, 2n, 2n, 1n, 0n])));
+      const params = model.parameters();
+      const mean = grad(loss.mean(), params, { retainGraph: true });
+      opt.step({ perSampleLoss: loss, sampleIds: new Int32Array(B), epoch: 0 });
+      model.namedParameters().forEach(([n, p], i) => {
+        if (!(fallback as readonly string[]).includes(n)) assert.ok(relErr(p.grad!, mean[i]!) > 1e-3, `${embeddings}: ${n} should be preconditioned`);
+        else close(p.grad!, mean[i]!, `${embeddings}: ${n} fallback gradient`, 1e-13);
+      });
     });
-  });
+    opt.dispose();
+    model.dispose();
+  }
+}));
+
+/** Sentences of T tokens (0 is padding) through an embedding, a LayerNorm, tanh, a mean over positions and a Linear. */
+class Seq extends Module {
+  readonly emb = this.registerModule('emb', new Embedding(7, 4, { ...f64, paddingIdx: 0 }));
+  readonly ln = this.registerModule('ln', new LayerNorm(4, f64));
+  readonly out = this.registerModule('out', new Linear(4, 3, f64));
+  /** The embedding's last output [B, T, 4]. */
+  y: Tensor | null = null;
+  forward(x: Tensor): Tensor {
+    this.y = this.emb.forward(x);
+    return this.out.forward(this.ln.forward(this.y).tanh().mean(1));
+  }
+}
+const SEQ_Y = tensor(BigInt64Array.from([0n, 1n, 2n, 2n, 1n, 0n]));
+/** B sentences of 3 tokens with padding at the ends; token 5 never occurs (a = 0 but for damping). */
+function seqTokens(seed: number): Tensor {
+  const rows = [[1, 3, 3], [2, 6, 0], [4, 1, 0], [3, 0, 0], [6, 2, 4], [1, 1, 2]];
+  const shift = seed % 3;
+  return tensor(BigInt64Array.from(rows.flatMap((r, i) => (i % 2 === 0 ? r : [...r.slice(shift), ...r.slice(0, shift)].map((t) => t)).map(BigInt))), { shape: [B, 3] });
+}
+
+test('embeddings: the preconditioned table gradient equals the dense Kronecker solve with the diagonal A of token frequencies, padding left out', () => leakCheck(() => {
+  manualSeed(8);
+  const model = new Seq();
+  const lambda = 1e-2;
+  const decay = 0.6;
+  const opt = KFAC(model, { lr: 0.1, damping: lambda, statDecay: decay, ...exact });
+  assert.deepEqual(opt.pre.fallbackParams(), ['ln.weight', 'ln.bias']);
+  let previous: { A: Tensor; G: Tensor } | null = null;
+  for (const seed of [1, 2]) {
+    previous = scope(() => {
+      const x = seqTokens(seed);
+      const loss = crossEntropyPerSample(model.forward(x), SEQ_Y);
+      const y = model.y!;
+      const [b, t] = x.shape as [number, number];
+      // By definition: a_it one-hot rows of the non-padding tokens, A = (1/(B T)) sum a a^T (diagonal),
+      // G = (1/B) sum over non-padding positions of d d^T, d = d (sum_i l_i) / d y_it.
+      const keepRows = x.reshape(-1).ne(0).to('float64').unsqueeze(1);
+      const onehot = F.oneHot(x.reshape(-1), 7).to('float64').mul(keepRows);
+      const d = grad(loss.sum(), [y], { retainGraph: true })[0]!.reshape(b * t, 4).mul(keepRows);
+      const Abatch = onehot.t().mm(onehot).div(b * t);
+      const Gbatch = d.t().mm(d).div(b);
+      assert.equal(Abatch.sub(Abatch.mul(eye(7, f64))).abs().max().item(), 0, 'one-hot rows give a diagonal A');
+      const A = previous === null ? Abatch : previous.A.mul(decay).add(Abatch, 1 - decay);
+      const G = previous === null ? Gbatch : previous.G.mul(decay).add(Gbatch, 1 - decay);
+      // The table E [7, 4] is W^T of a Linear on one-hot inputs: X = grad_W = grad_E^T [4, 7].
+      const gradE = grad(loss.mean(), [model.emb.weight], { retainGraph: true })[0]!;
+      const want = denseKron(A, G, gradE.t(), lambda).t();
+      opt.step({ perSampleLoss: loss, sampleIds: new Int32Array(B), epoch: 0 });
+      close(model.emb.weight.grad!, want, `embedding direction, step ${seed}`);
+      assert.equal(model.emb.weight.grad!.select(0, 0).abs().max().item(), 0, 'the padding row gets nothing');
+      return { A, G };
+    });
+  }
   opt.dispose();
   model.dispose();
+}));
+
+test('embeddings: state dict round trip (diagonal A saved as [V]), and state saved before embeddings were covered resumes them first order', () => leakCheck(() => {
+  const o: KFACOptions = { lr: 0.3, momentum: 0.9, damping: 1e-2, statDecay: 0.8, covUpdateEvery: 2, invUpdateEvery: 3, klClip: null };
+  const run = (embeddings: 'kfac' | 'first-order', split: boolean, dropSetting = false): Tensor[] => {
+    manualSeed(9);
+    let model = new Seq();
+    let opt = KFAC(model, { ...o, embeddings });
+    const step = (seed: number): void => {
+      scope(() => opt.step({ perSampleLoss: crossEntropyPerSample(model.forward(seqTokens(seed)), SEQ_Y), sampleIds: new Int32Array(B), epoch: 0 }));
+    };
+    for (const seed of [1, 2, 3]) step(seed);
+    if (split) {
+      const sd = opt.stateDict();
+      if (embeddings === 'kfac') {
+        assert.deepEqual(sd.tensors.get('extra.emb.A')!.shape, [7]);
+        assert.deepEqual(sd.tensors.get('extra.emb.Ainv')!.shape, [7]);
+        assert.deepEqual(sd.tensors.get('extra.emb.G')!.shape, [4, 4]);
+      } else {
+        assert.equal(sd.tensors.has('extra.emb.A'), false);
+      }
+      // Older state dicts have no `embeddings` setting.
+      if (dropSetting) delete (sd.meta as { extra: { settings: Record<string, unknown> } }).extra.settings.embeddings;
+      const weights = new Map([...model.stateDict()].map(([k, t]) => [k, noGrad(() => t.clone())] as const));
+      opt.dispose();
+      model.dispose();
+      manualSeed(99);
+      model = new Seq();
+      opt = KFAC(model, { ...o, embeddings: 'kfac' }); // the state dict's setting wins
+      model.loadStateDict(weights);
+      opt.loadStateDict(sd);
+      for (const t of [...weights.values(), ...sd.tensors.values()]) t.dispose();
+      assert.equal(opt.pre.settings.embeddings, embeddings);
+      assert.deepEqual(opt.pre.fallbackParams(), embeddings === 'kfac' ? ['ln.weight', 'ln.bias'] : ['emb.weight', 'ln.weight', 'ln.bias']);
+    }
+    for (const seed of [4, 5, 6]) step(seed);
+    const out = model.parameters().map((p) => noGrad(() => p.detach().clone()));
+    opt.dispose();
+    model.dispose();
+    return out;
+  };
+  const same = (a: Tensor[], b: Tensor[], what: string): void => a.forEach((p, i) => close(p, b[i]!, `${what}: parameter ${i}`, 0));
+  const whole = run('kfac', false);
+  same(run('kfac', true), whole, 'kfac, saved and loaded');
+  const firstOrder = run('first-order', false);
+  same(run('first-order', true, true), firstOrder, 'first-order state without the setting');
+  assert.ok(relErr(whole[0]!, firstOrder[0]!) > 1e-6, 'the two settings train the table differently');
+  for (const t of [...whole, ...firstOrder]) t.dispose();
 }));
 
 test('a NaN loss throws before any parameter or factor changes', () => leakCheck(() => {
@@ -327,6 +433,7 @@ test('options are validated', () => {
   assert.throws(() => KFAC(model, { lr: 0.1, covUpdateEvery: 1.5 }), /covUpdateEvery/);
   assert.throws(() => KFAC(model, { lr: 0.1, invUpdateEvery: 0 }), /invUpdateEvery/);
   assert.throws(() => KFAC(model, { lr: 0.1, klClip: -1 }), /klClip/);
+  assert.throws(() => KFAC(model, { lr: 0.1, embeddings: 'diagonal' as 'kfac' }), /option 'embeddings' must be one of 'kfac', 'first-order', got "diagonal"/);
   const other = new Linear(2, 2, f64);
   assert.throws(() => KFAC(model, { lr: 0.1, params: other.parameters() }), /not a parameter of the model/);
   other.dispose();

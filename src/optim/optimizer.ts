@@ -105,6 +105,12 @@ export function definedOnly<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
+/** Throws a RangeError naming the option unless `value` is one of `choices`. */
+export function checkChoice<T extends string>(owner: string, name: string, value: unknown, choices: readonly T[]): T {
+  if (!choices.includes(value as T)) throw new RangeError(`${owner}: option '${name}' must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${JSON.stringify(value)}`);
+  return value as T;
+}
+
 export function checkBoolOption(owner: string, name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new TypeError(`${owner}: option '${name}' must be a boolean, got ${String(value)}`);
   return value;

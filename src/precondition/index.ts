@@ -4,7 +4,7 @@ export { ngd, fngd, ief, fastIef, thermodynamicNgd, engineSgd, kfac, type Sample
 export { SampleSpacePreconditioner, directionCosine, type SampleSpaceOptions, type SampleSpaceSettings, type GroupMode } from './sample-space.js';
 export { groupCount, type Coefficients, type CoefficientGroups } from './coefficients.js';
 export { normalizeSolved, normalizeStored, NORMALIZATIONS, type Normalize } from './normalize.js';
-export { KfacPreconditioner, type KfacOptions, type KfacSettings } from './kfac.js';
+export { KfacPreconditioner, type KfacEmbeddings, type KfacOptions, type KfacSettings } from './kfac.js';
 export { choleskySolver, identitySolver, type CoefficientSolver, type SolveInput, type SolveOutput, type SolverStateDict } from './solver.js';
 export { dampingAt, diagonalShift, type Damping, type DampingMode } from './damping.js';
 export { rightHandSide, RIGHT_HAND_SIDES, type RightHandSide } from './rhs.js';

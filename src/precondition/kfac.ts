@@ -24,14 +24,20 @@
 //      nu = min(1, sqrt(klClip / sum_p lr_p^2 <V_p, grad_p>)) over the preconditioned parameters p
 //      (each with its group's lr in the rule), every V times nu; fallback parameters are not clipped.
 //   5. the rule's update.
-// Embedding layers and parameters outside Linear/Conv2d (norm affine parameters, grouped convs, ...)
-// keep their plain mean-loss gradient, first order; `fallbackParams()` names them.
+// Embeddings (`embeddings: 'kfac'`, the default) are a Linear layer on one-hot inputs: their A is
+// diagonal, the tokens' frequencies a_v = (count of v) / (B T), padding left out (curvature/layers.ts),
+// so with the embedding table E [V, dim] (E^T is the Linear's weight) the direction is
+//   V_E = diag(a + pi sqrt(lambda))^-1 grad_E (G + sqrt(lambda)/pi I)^-1,   pi from mean(a) and tr G,
+// a row scaling and one dim x dim product: cheaper than a Linear layer's. Parameters outside
+// Linear/Conv2d/Embedding (norm affine parameters, grouped convs, ...), and embeddings under
+// `embeddings: 'first-order'` (how KFAC ran before embeddings were covered; state dicts saved then
+// restore it), keep their plain mean-loss gradient, first order; `fallbackParams()` names them.
 import { CurvatureEngine, LinearCurvature, type LayerCurvature } from '../curvature/index.js';
 import { Embedding, type Linear } from '../nn/linear.js';
 import type { Conv2d } from '../nn/conv.js';
 import type { Module } from '../nn/module.js';
 import type { TappableLayer } from '../nn/taps.js';
-import { checkOption, type StepInput, type StepStats } from '../optim/optimizer.js';
+import { checkChoice, checkOption, type StepInput, type StepStats } from '../optim/optimizer.js';
 import { cat, eye, full, keep, linalg, noGrad, ones, scope, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import type { Preconditioner, PreconditionerStateDict, RuleContext } from './preconditioner.js';
@@ -47,19 +53,28 @@ export interface KfacOptions {
   invUpdateEvery?: number;
   /** KL clipping bound (default 1e-3); null or 0 disables it. */
   klClip?: number | null;
+  /** Embedding layers: KFAC with their diagonal A (default), or the plain mean-loss gradient. */
+  embeddings?: KfacEmbeddings;
 }
+
+export type KfacEmbeddings = 'kfac' | 'first-order';
+const EMBEDDINGS: readonly KfacEmbeddings[] = ['kfac', 'first-order'];
 
 /** KFAC's settings, as saved in state dicts (restored from them, like group hyperparameters). */
 export interface KfacSettings {
-  [k: string]: number | null;
+  [k: string]: number | string | null;
   damping: number;
   statDecay: number;
   covUpdateEvery: number;
   invUpdateEvery: number;
   klClip: number | null;
+  embeddings: KfacEmbeddings;
 }
 
-/** One covered layer's state: running factors (float64) and damped inverses (layer dtype). */
+/**
+ * One covered layer's state: running factors (float64) and damped inverses (layer dtype). An
+ * embedding's A and A^-1 are their diagonals, [V].
+ */
 interface Factors {
   A: Tensor;
   G: Tensor;
@@ -83,12 +98,15 @@ export class KfacPreconditioner implements Preconditioner {
   #steps = 0;
   readonly #factors = new Map<string, Factors>();
   #fallback: string[] = [];
+  /** The optimizer's parameters. */
+  #owned = new Set<Tensor>();
 
   constructor(model: Module, o: KfacOptions = {}) {
     this.#model = model;
     this.#settings = checkSettings('KFAC', {
       damping: o.damping ?? 1e-3, statDecay: o.statDecay ?? 0.95, covUpdateEvery: o.covUpdateEvery ?? 10,
       invUpdateEvery: o.invUpdateEvery ?? 100, klClip: o.klClip === 0 ? null : o.klClip === undefined ? 1e-3 : o.klClip,
+      embeddings: o.embeddings ?? 'kfac',
     });
   }
 
@@ -108,13 +126,25 @@ export class KfacPreconditioner implements Preconditioner {
     const inModel = new Set(named.map(([, p]) => p));
     const stray = params.findIndex((p) => !inModel.has(p));
     if (stray >= 0) throw new Error(`KFAC: parameter ${stray} is not a parameter of the model (the curvature engine could not give it a gradient)`);
-    // Precondition a layer only when the optimizer owns all of its parameters; embeddings have a
-    // diagonal A that this implementation does not use, so they stay first order.
+    // Tap a layer only when the optimizer owns all of its parameters. Embeddings are tapped under
+    // either `embeddings` setting (a state dict may restore the other): first order, they take the
+    // engine's mean-loss gradient as it is.
     const owned = new Set(params);
+    this.#owned = owned;
     const ownsAll = (layer: TappableLayer): boolean => layerParams(layer).every((p) => owned.has(p) && p.requiresGrad);
-    this.#engine = new CurvatureEngine(this.#model, { filter: (_name, layer) => !(layer instanceof Embedding) && ownsAll(layer) });
-    const covered = new Set(this.#engine.coveredParams.map((c) => c.param));
-    this.#fallback = named.filter(([, p]) => owned.has(p) && !covered.has(p)).map(([n]) => n);
+    this.#engine = new CurvatureEngine(this.#model, { filter: (_name, layer) => ownsAll(layer) });
+    this.#listFallback();
+  }
+
+  /** Whether this layer's gradient is preconditioned (every tapped layer but first-order embeddings). */
+  #preconditions(l: { layer: TappableLayer }): boolean {
+    return !(l.layer instanceof Embedding && this.#settings.embeddings === 'first-order');
+  }
+
+  /** Names the optimized parameters left first order, and says so once. */
+  #listFallback(): void {
+    const preconditioned = new Set(this.engine.layers.filter((l) => this.#preconditions(l)).flatMap((l) => layerParams(l.layer)));
+    this.#fallback = this.#model.namedParameters().filter(([, p]) => this.#owned.has(p) && !preconditioned.has(p)).map(([n]) => n);
     if (this.#fallback.length > 0) warn('KFAC', `KFAC: first-order fallback for ${this.#fallback.length} parameters: ${this.#fallback.join(', ')}`);
   }
 
@@ -139,9 +169,10 @@ export class KfacPreconditioner implements Preconditioner {
     let nu = 1;
     try {
       const b = cap.batchSize;
-      const layers = cap.layers.map((l) => ({ name: l.name, params: l.params }));
+      const covered = cap.layers.filter((l) => this.#preconditions(l));
+      const layers = covered.map((l) => ({ name: l.name, params: l.params }));
       noGrad(() => {
-        for (const l of cap.layers) {
+        for (const l of covered) {
           const f = this.#factors.get(l.name);
           if (f === undefined || k % covUpdateEvery === 0) this.#updateFactors(l, f);
           const g = this.#factors.get(l.name)!;
@@ -149,7 +180,7 @@ export class KfacPreconditioner implements Preconditioner {
         }
       });
       scope(() => {
-        const lowRank = noGrad(() => lowRankFactors(cap.layers, this.#factors));
+        const lowRank = noGrad(() => lowRankFactors(covered, this.#factors));
         // The factors have read the capture: the gradient may consume it.
         cap.writeWeightedGradients(full([b], 1 / b, { dtype: input.perSampleLoss.dtype, device: input.perSampleLoss.device }), { consume: true });
         noGrad(() => {
@@ -166,9 +197,8 @@ export class KfacPreconditioner implements Preconditioner {
   /** Running averages in float64; a layer's first update takes the batch factors as they are. */
   #updateFactors(l: LayerCurvature, f: Factors | undefined): void {
     scope(() => {
-      const { A, G, aDiagonal } = l.kfac();
+      const { A, G } = l.kfac();
       const { statDecay } = this.#settings;
-      if (aDiagonal) throw new Error(`${this.label}: layer '${l.name}' has a diagonal A (embedding); it should have been left to the fallback`);
       if (f === undefined) {
         this.#factors.set(l.name, { A: keep(A.double().clone()), G: keep(G.double().clone()), Ainv: null, Ginv: null });
       } else {
@@ -178,12 +208,16 @@ export class KfacPreconditioner implements Preconditioner {
     });
   }
 
-  /** (A + pi sqrt(lambda) I)^-1 and (G + sqrt(lambda)/pi I)^-1 by Cholesky in float64. */
+  /**
+   * (A + pi sqrt(lambda) I)^-1 and (G + sqrt(lambda)/pi I)^-1 by Cholesky in float64 (a diagonal A:
+   * its reciprocal).
+   */
   #invert(name: string, f: Factors, dtype: Tensor['dtype']): void {
+    const diagonal = f.A.dim === 1;
     const [Ainv, Ginv] = scope(() => {
       const dA = f.A.size(0);
       const dG = f.G.size(0);
-      const trA = f.A.diagonal().sum().item() / dA;
+      const trA = (diagonal ? f.A : f.A.diagonal()).sum().item() / dA;
       const trG = f.G.diagonal().sum().item() / dG;
       // A zero G (no gradient reached the layer yet) would make pi infinite: split the damping evenly.
       let pi = Math.sqrt(trA / trG);
@@ -191,7 +225,7 @@ export class KfacPreconditioner implements Preconditioner {
       const s = Math.sqrt(this.#settings.damping);
       const o = { dtype: 'float64' as const, device: f.A.device };
       return [
-        spdInverse(f.A.add(eye(dA, o).mul(pi * s)), `${this.label}: A of layer '${name}'`).to(dtype),
+        diagonal ? f.A.add(pi * s).reciprocal().to(dtype) : spdInverse(f.A.add(eye(dA, o).mul(pi * s)), `${this.label}: A of layer '${name}'`).to(dtype),
         spdInverse(f.G.add(eye(dG, o).mul(s / pi)), `${this.label}: G of layer '${name}'`).to(dtype),
       ];
     });
@@ -201,16 +235,29 @@ export class KfacPreconditioner implements Preconditioner {
     f.Ginv = keep(Ginv);
   }
 
-  /** .grad <- nu G^-1 [grad_W, grad_b] A^-1 for every covered layer; returns nu. */
+  /**
+   * .grad <- nu G^-1 [grad_W, grad_b] A^-1 for every covered layer (embeddings: nu diag(A^-1)
+   * grad_E G^-1); returns nu.
+   */
   #precondition(layers: { name: string; params: [Tensor, Tensor | null] }[], rule: RuleContext, lowRank: Map<string, LowRank>): number {
     return scope(() => {
-      const work: { w: Tensor; b: Tensor | null; V: Tensor }[] = [];
+      // table: an embedding's V, shaped like its table already.
+      const work: { w: Tensor; b: Tensor | null; V: Tensor; table: boolean }[] = [];
       let vg: Tensor | null = null;
       for (const { name, params: [w, b] } of layers) {
         const f = this.#factors.get(name)!;
         const gw = w.grad;
         const gb = b === null ? null : b.grad;
         if (gw === null || (b !== null && gb === null)) continue; // the loss did not reach it
+        if (f.Ainv!.dim === 1) {
+          // An embedding's table is E = W^T: V_E = diag(A^-1) grad_E G^-1 (G^-1 symmetric).
+          const V = gw.mul(f.Ainv!.unsqueeze(1)).mm(f.Ginv!);
+          const lrW = rule.lrOf(w);
+          const term = V.mul(gw).double().sum().mul(lrW * lrW);
+          vg = vg === null ? term : vg.add(term);
+          work.push({ w, b, V, table: true });
+          continue;
+        }
         const flat = gw.reshape(gw.size(0), -1);
         const X = gb === null ? flat : cat([flat, gb.unsqueeze(1)], 1);
         const lr = lowRank.get(name);
@@ -222,7 +269,7 @@ export class KfacPreconditioner implements Preconditioner {
         let term = vx.narrow(1, 0, din).sum().mul(lrW * lrW);
         if (b !== null) term = term.add(vx.select(1, din).sum(), rule.lrOf(b) ** 2);
         vg = vg === null ? term : vg.add(term);
-        work.push({ w, b, V });
+        work.push({ w, b, V, table: false });
       }
       let nu = 1;
       const { klClip } = this.#settings;
@@ -230,9 +277,13 @@ export class KfacPreconditioner implements Preconditioner {
         const s = vg.item();
         if (s > 0) nu = Math.min(1, Math.sqrt(klClip / s));
       }
-      for (const { w, b, V } of work) {
-        const din = V.size(1) - (b === null ? 0 : 1);
+      for (const { w, b, V, table } of work) {
         const Vs = nu === 1 ? V : V.mul(nu);
+        if (table) {
+          w.grad = Vs;
+          continue;
+        }
+        const din = V.size(1) - (b === null ? 0 : 1);
         w.grad = Vs.narrow(1, 0, din).reshape(w.shape);
         if (b !== null) b.grad = Vs.select(1, din).contiguous();
       }
@@ -265,27 +316,35 @@ export class KfacPreconditioner implements Preconditioner {
       throw new Error(`${who}: missing or malformed KFAC state (steps, layers)`);
     }
     if (settings === null || typeof settings !== 'object') throw new Error(`${who}: the state dict has no KFAC settings`);
-    const restored = checkSettings(who, settings as KfacSettings);
+    // State saved before embeddings were covered has no `embeddings`: it ran them first order.
+    const saved = settings as Partial<KfacSettings>;
+    const restored = checkSettings(who, { ...saved, embeddings: saved.embeddings ?? 'first-order' } as KfacSettings);
     const layers = new Map(this.engine.layers.map((l) => [l.name, l.layer] as const));
     const loaded = new Map<string, Factors>();
-    const take = (key: string, n: number, dtype: Tensor['dtype'], device: Tensor['device']): Tensor => {
+    /** A [n, n] factor, or with `diagonal` its diagonal [n]. */
+    const take = (key: string, n: number, dtype: Tensor['dtype'], device: Tensor['device'], diagonal = false): Tensor => {
       const t = tensors.get(key);
       if (t === undefined) throw new Error(`${who}: missing tensor 'extra.${key}'`);
-      if (t.dim !== 2 || t.size(0) !== n || t.size(1) !== n) throw new Error(`${who}: 'extra.${key}' has shape [${t.shape}], expected [${n}, ${n}]`);
+      const ok = diagonal ? t.dim === 1 && t.size(0) === n : t.dim === 2 && t.size(0) === n && t.size(1) === n;
+      if (!ok) throw new Error(`${who}: 'extra.${key}' has shape [${t.shape}], expected [${diagonal ? n : `${n}, ${n}`}]`);
       return keep(scope(() => t.to({ dtype, device }).clone()));
     };
     try {
       noGrad(() => {
         for (const { name, inverses } of m.layers) {
           const layer = layers.get(name);
-          if (layer === undefined) throw new Error(`${who}: factors for '${name}', which is not a layer this KFAC preconditions`);
+          if (layer === undefined || (layer instanceof Embedding && restored.embeddings === 'first-order')) {
+            throw new Error(`${who}: factors for '${name}', which is not a layer this KFAC preconditions`);
+          }
           const [w, b] = layerParams(layer);
-          const dA = w.numel / w.size(0) + (b === undefined ? 0 : 1);
-          const dG = w.size(0);
-          const f: Factors = { A: take(`${name}.A`, dA, 'float64', w.device), G: take(`${name}.G`, dG, 'float64', w.device), Ainv: null, Ginv: null };
+          // An embedding's table [V, dim] is W^T: A over the V tokens (diagonal), G over dim.
+          const table = layer instanceof Embedding;
+          const dA = table ? w.size(0) : w.numel / w.size(0) + (b === undefined ? 0 : 1);
+          const dG = table ? w.size(1) : w.size(0);
+          const f: Factors = { A: take(`${name}.A`, dA, 'float64', w.device, table), G: take(`${name}.G`, dG, 'float64', w.device), Ainv: null, Ginv: null };
           loaded.set(name, f);
           if (inverses) {
-            f.Ainv = take(`${name}.Ainv`, dA, w.dtype, w.device);
+            f.Ainv = take(`${name}.Ainv`, dA, w.dtype, w.device, table);
             f.Ginv = take(`${name}.Ginv`, dG, w.dtype, w.device);
           }
         }
@@ -298,7 +357,9 @@ export class KfacPreconditioner implements Preconditioner {
     this.#factors.clear();
     for (const [n, f] of loaded) this.#factors.set(n, f);
     this.#steps = m.steps;
+    const embeddingsBefore = this.#settings.embeddings;
     this.#settings = restored;
+    if (restored.embeddings !== embeddingsBefore) this.#listFallback();
   }
 
   /** Frees factors and inverses and stops the engine's recording. */
@@ -316,6 +377,7 @@ function checkSettings(owner: string, s: KfacSettings): KfacSettings {
     covUpdateEvery: checkInt(owner, 'covUpdateEvery', s.covUpdateEvery),
     invUpdateEvery: checkInt(owner, 'invUpdateEvery', s.invUpdateEvery),
     klClip: s.klClip === null ? null : checkOption(owner, 'klClip', s.klClip, { min: 0, minExclusive: true }),
+    embeddings: checkChoice(owner, 'embeddings', s.embeddings, EMBEDDINGS),
   };
 }
 

@@ -10,6 +10,7 @@ import type { Module } from '../nn/module.js';
 import { AdamW, SGD, type Optimizer } from '../optim/index.js';
 import type { TaskName } from '../train/tasks.js';
 import { fastIef, fngd, ief, kfac, ngd, thermodynamicNgd } from './methods.js';
+import type { KfacEmbeddings } from './kfac.js';
 import type { Preconditioner } from './preconditioner.js';
 
 export type OptionKind = 'int' | 'number' | 'string' | 'bool' | 'numbers';
@@ -110,6 +111,7 @@ const KFAC_OPTIONS: Record<string, OptionSpec> = {
   'cov-update-every': { kind: 'int', min: 1, default: 10, help: 'steps between factor updates' },
   'inv-update-every': { kind: 'int', min: 1, default: 100, help: 'steps between inverse updates' },
   'kl-clip': { kind: 'number', min: 0, default: 1e-3, help: 'KL clipping bound (0: off)' },
+  embeddings: { kind: 'string', choices: ['kfac', 'first-order'], default: 'kfac', help: 'embedding layers: KFAC with their diagonal A (token frequencies), or the plain mean-loss gradient' },
 };
 
 function sampleSpaceValues(v: Values): Parameters<typeof ngd>[1] {
@@ -209,7 +211,7 @@ export const METHODS: Record<string, MethodEntry> = {
     rule: 'sgd', options: KFAC_OPTIONS,
     build: (ctx, v) => kfac(ctx.model, {
       damping: v.damping as number, statDecay: v.statDecay as number, covUpdateEvery: v.covUpdateEvery as number,
-      invUpdateEvery: v.invUpdateEvery as number, klClip: (v.klClip as number) || null,
+      invUpdateEvery: v.invUpdateEvery as number, klClip: (v.klClip as number) || null, embeddings: v.embeddings as KfacEmbeddings,
     }),
     costPeriod: (v) => v.covUpdateEvery as number,
     searched: ['mnist-mlp', 'cifar10-resnet'],
