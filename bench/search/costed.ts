@@ -41,7 +41,7 @@ for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
   const hit = values.findIndex((v) => v !== undefined && v >= target);
   const best = (key: string): number | undefined => (logs.some((l) => l[key] !== undefined) ? Math.max(...logs.map((l) => l[key] ?? -Infinity)) : undefined);
   const cells = [
-    label, `${c1.toFixed(2)}, ${c2.toFixed(2)}`, values.map(fmt).join(' / ') || 'not run', fmt(values.at(-1)), fmt(best(metric)),
+    label, `${c1.toFixed(2)}, ${c2.toFixed(2)}`, values.map(fmt).join(' / ') || 'no epoch yet', fmt(values.at(-1)), fmt(best(metric)),
     ...(also ? [fmt(logs.at(-1)?.[also]), fmt(best(also))] : []),
     hit < 0 ? 'not reached' : String(hit + 1), hit < 0 ? '-' : epochsCost(hit + 1).toFixed(1), epochsCost(logs.length).toFixed(1),
   ];
