@@ -137,13 +137,13 @@ export class KfacPreconditioner implements Preconditioner {
   }
 
   /** Whether this layer's gradient is preconditioned (every tapped layer but first-order embeddings). */
-  #preconditions(l: { layer: TappableLayer }): boolean {
+  #isPreconditioned(l: { layer: TappableLayer }): boolean {
     return !(l.layer instanceof Embedding && this.#settings.embeddings === 'first-order');
   }
 
   /** Names the optimized parameters left first order, and says so once. */
   #listFallback(): void {
-    const preconditioned = new Set(this.engine.layers.filter((l) => this.#preconditions(l)).flatMap((l) => layerParams(l.layer)));
+    const preconditioned = new Set(this.engine.layers.filter((l) => this.#isPreconditioned(l)).flatMap((l) => layerParams(l.layer)));
     this.#fallback = this.#model.namedParameters().filter(([, p]) => this.#owned.has(p) && !preconditioned.has(p)).map(([n]) => n);
     if (this.#fallback.length > 0) warn('KFAC', `KFAC: first-order fallback for ${this.#fallback.length} parameters: ${this.#fallback.join(', ')}`);
   }
@@ -169,7 +169,7 @@ export class KfacPreconditioner implements Preconditioner {
     let nu = 1;
     try {
       const b = cap.batchSize;
-      const covered = cap.layers.filter((l) => this.#preconditions(l));
+      const covered = cap.layers.filter((l) => this.#isPreconditioned(l));
       const layers = covered.map((l) => ({ name: l.name, params: l.params }));
       noGrad(() => {
         for (const l of covered) {
