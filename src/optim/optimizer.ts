@@ -11,24 +11,9 @@
 // `step()` runs both; `computeDirection()` then `update()` is the same step in two calls.
 import type { Preconditioner, PreconditionerStateDict } from '../precondition/preconditioner.js';
 import { grad as autogradGrad, keep, noGrad, scope, Tensor } from '../tensor/index.js';
+import type { StepInput, StepStats } from './step.js';
 
-/** What one training step hands to the optimizer. */
-export interface StepInput {
-  /** Per-sample losses, shape [B], still attached to the autograd graph. */
-  perSampleLoss: Tensor;
-  /** Dataset ids of the B samples (FNGD keys its stored coefficients by them). */
-  sampleIds: Int32Array;
-  /** The current epoch, counted from 0. */
-  epoch: number;
-  /** The batch's position in its epoch, from 0 (FNGD's slot-keyed store needs it; default 0). */
-  batchIndex?: number;
-}
-
-/** What a step reports; `loss` is the mean of the per-sample losses. Methods may add numbers. */
-export interface StepStats {
-  loss: number;
-  [key: string]: number;
-}
+export type { StepInput, StepStats } from './step.js';
 
 /**
  * Runs between the gradient phase and the update of every step, with `.grad` holding the direction

@@ -5,7 +5,7 @@
 //   const opt = new SGD(model.parameters(), { lr: 0.1, momentum: 0.9, preconditioner: ngd(model) });
 //   opt.step({ perSampleLoss, sampleIds, epoch });   // ngd writes .grad, SGD's rule updates
 // Without a preconditioner a rule uses the mean-loss gradient.
-import type { StepInput, StepStats } from '../optim/optimizer.js';
+import type { StepInput, StepStats } from '../optim/step.js';
 import type { Tensor } from '../tensor/index.js';
 
 export type JsonValue = number | string | boolean | null | JsonValue[] | { [k: string]: JsonValue };

@@ -9,7 +9,7 @@
 //                 direction with the fresh one (cosine, from the Grams); below `probeThreshold`
 //                 the next epoch becomes a solve epoch. The probed step uses the fresh coefficients.
 // The store, the layout and the probe's plan are in the state dict: a resumed run continues exactly.
-import type { StepInput } from '../optim/optimizer.js';
+import type { StepInput } from '../optim/step.js';
 import type { Tensor } from '../tensor/index.js';
 import { CoefficientStore, type CoefficientKey, type CoefficientStoreMeta } from './coefficient-store.js';
 import type { CoefficientGroups, Coefficients } from './coefficients.js';

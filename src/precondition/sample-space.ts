@@ -14,7 +14,7 @@
 // gradient; `coverage()` says which.
 import { CurvatureEngine, type Alpha, type Capture, type CurvatureOptions } from '../curvature/index.js';
 import type { Module } from '../nn/module.js';
-import type { StepInput, StepStats } from '../optim/optimizer.js';
+import type { StepInput, StepStats } from '../optim/step.js';
 import { convertedTo, empty, noGrad, scope, stack, tensor, zeros, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
 import { groupCount, type CoefficientGroups, type Coefficients } from './coefficients.js';
