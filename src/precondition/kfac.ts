@@ -101,6 +101,8 @@ export class KfacPreconditioner implements Preconditioner {
   #fallback: string[] = [];
   /** The optimizer's parameters. */
   #owned = new Set<Tensor>();
+  /** The fallback was reported (at the first step: a loaded state dict may change it before). */
+  #fallbackReported = false;
 
   constructor(model: Module, o: KfacOptions = {}) {
     this.#model = model;
@@ -142,11 +144,10 @@ export class KfacPreconditioner implements Preconditioner {
     return !(l.layer instanceof Embedding && this.#settings.embeddings === 'first-order');
   }
 
-  /** Names the optimized parameters left first order, and says so once. */
+  /** Names the optimized parameters left first order. */
   #listFallback(): void {
     const preconditioned = new Set(this.engine.layers.filter((l) => this.#isPreconditioned(l)).flatMap((l) => layerParams(l.layer)));
     this.#fallback = this.#model.namedParameters().filter(([, p]) => this.#owned.has(p) && !preconditioned.has(p)).map(([n]) => n);
-    if (this.#fallback.length > 0) warn('KFAC', `KFAC: first-order fallback for ${this.#fallback.length} parameters: ${this.#fallback.join(', ')}`);
   }
 
   /** Names of the optimized parameters that get the plain mean-loss gradient (not preconditioned). */
@@ -165,6 +166,8 @@ export class KfacPreconditioner implements Preconditioner {
 
   computeGradients(input: StepInput, loss: number, rule: RuleContext): StepStats {
     const { covUpdateEvery, invUpdateEvery } = this.#settings;
+    if (!this.#fallbackReported && this.#fallback.length > 0) warn('KFAC', `KFAC: first-order fallback for ${this.#fallback.length} parameters: ${this.#fallback.join(', ')}`);
+    this.#fallbackReported = true;
     const k = this.#steps;
     const cap = this.engine.capture(input.perSampleLoss);
     let nu = 1;
