@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -292,5 +292,34 @@ test('timing: whole cost periods: a short block still covers one full period, sc
     const secs = timeWholePeriods(iters, period, () => { n++; });
     assert.equal(n, runs, `${iters} steps with period ${period}`);
     assert.ok(secs >= 0 && Number.isFinite(secs));
+  }
+});
+
+test('bench/search/costed: time to a target and in all, in reference epochs from per-epoch step costs', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fngd-costed-'));
+  try {
+    const write = (run: string, metrics: number[]): void => {
+      mkdirSync(join(dir, run));
+      writeFileSync(join(dir, run, 'log.jsonl'), metrics.map((m, epoch) => JSON.stringify({ epoch, wall_time: 100 * (epoch + 1), eval_time: 0, test_bleu: m })).join('\n') + '\n');
+    };
+    write('a', [1, 12, 22, 26]);
+    write('b', [2, 7, 13, 21, 25]);
+    writeFileSync(join(dir, 'bench.json'), JSON.stringify({ solve_over_ref: 3.25, reuse_over_ref: 1.02 }));
+    writeFileSync(join(dir, 'table.txt'), '# rows\nRef | a | 1 | 1\nTwo-phase | b | solve_over_ref | reuse_over_ref\nNone yet | c | 1 | 1\n');
+    const script = fileURLToPath(new URL('../bench/search/costed.js', import.meta.url));
+    const r = spawnSync(process.execPath, [script, join(dir, 'table.txt'), dir, join(dir, 'bench.json'), '--metric', 'test_bleu', '--target', '20'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const rows = r.stdout.trim().split('\n').slice(2).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
+    // Reference epochs to the target: the first epoch's cost, then the later epochs' (reference formula).
+    assert.deepEqual(rows[0], ['Ref', '1.00, 1.00', '1.00 / 12.00 / 22.00 / 26.00', '26.00', '26.00', '3', '3.0', '4.0']);
+    assert.deepEqual(rows[1], ['Two-phase', '3.25, 1.02', '2.00 / 7.00 / 13.00 / 21.00 / 25.00', '25.00', '25.00', '4', (3.25 + 3 * 1.02).toFixed(1), (3.25 + 4 * 1.02).toFixed(1)]);
+    assert.deepEqual(rows[2], ['None yet', '1.00, 1.00', 'no epoch yet', '-', '-', 'not reached', '-', '0.0']);
+    // A cost that is neither a number nor in the bench files is an error that names it.
+    writeFileSync(join(dir, 'bad.txt'), 'X | a | nope_over_ref | 1\n');
+    const bad = spawnSync(process.execPath, [script, join(dir, 'bad.txt'), dir, join(dir, 'bench.json'), '--metric', 'test_bleu'], { encoding: 'utf8' });
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /step cost 'nope_over_ref' is neither a positive number nor a number in the bench files/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
