@@ -245,27 +245,20 @@ export class KfacPreconditioner implements Preconditioner {
    */
   #precondition(layers: { name: string; params: [Tensor, Tensor | null] }[], rule: RuleContext, lowRank: Map<string, LowRank>): number {
     return scope(() => {
-      // table: an embedding's V, shaped like its table already.
-      const work: { w: Tensor; b: Tensor | null; V: Tensor; table: boolean }[] = [];
+      const work: { w: Tensor; b: Tensor | null; V: Tensor }[] = [];
       let vg: Tensor | null = null;
       for (const { name, params: [w, b] } of layers) {
         const f = this.#factors.get(name)!;
         const gw = w.grad;
         const gb = b === null ? null : b.grad;
         if (gw === null || (b !== null && gb === null)) continue; // the loss did not reach it
-        if (f.Ainv!.dim === 1) {
-          // An embedding's table is E = W^T: V_E = diag(A^-1) grad_E G^-1 (G^-1 symmetric).
-          const V = gw.mul(f.Ainv!.unsqueeze(1)).mm(f.Ginv!);
-          const lrW = rule.lrOf(w);
-          const term = V.mul(gw).double().sum().mul(lrW * lrW);
-          vg = vg === null ? term : vg.add(term);
-          work.push({ w, b, V, table: true });
-          continue;
-        }
-        const flat = gw.reshape(gw.size(0), -1);
+        // An embedding's table is E = W^T [V, dim]: V_E = diag(A^-1) grad_E G^-1 (G^-1 symmetric),
+        // shaped like the table, so the rest treats it as a bias-free layer.
+        const table = f.Ainv!.dim === 1;
+        const flat = table ? gw : gw.reshape(gw.size(0), -1);
         const X = gb === null ? flat : cat([flat, gb.unsqueeze(1)], 1);
         const lr = lowRank.get(name);
-        const V = lr === undefined ? f.Ginv!.mm(X).mm(f.Ainv!) : lr.left.mm(lr.right);
+        const V = table ? gw.mul(f.Ainv!.unsqueeze(1)).mm(f.Ginv!) : lr === undefined ? f.Ginv!.mm(X).mm(f.Ainv!) : lr.left.mm(lr.right);
         // lr^2 <V, grad>, each parameter with its group's lr (biases often sit in another group).
         const lrW = rule.lrOf(w);
         const vx = V.mul(X).double();
@@ -273,7 +266,7 @@ export class KfacPreconditioner implements Preconditioner {
         let term = vx.narrow(1, 0, din).sum().mul(lrW * lrW);
         if (b !== null) term = term.add(vx.select(1, din).sum(), rule.lrOf(b) ** 2);
         vg = vg === null ? term : vg.add(term);
-        work.push({ w, b, V, table: false });
+        work.push({ w, b, V });
       }
       let nu = 1;
       const { klClip } = this.#settings;
@@ -281,12 +274,8 @@ export class KfacPreconditioner implements Preconditioner {
         const s = vg.item();
         if (s > 0) nu = Math.min(1, Math.sqrt(klClip / s));
       }
-      for (const { w, b, V, table } of work) {
+      for (const { w, b, V } of work) {
         const Vs = nu === 1 ? V : V.mul(nu);
-        if (table) {
-          w.grad = Vs;
-          continue;
-        }
         const din = V.size(1) - (b === null ? 0 : 1);
         w.grad = Vs.narrow(1, 0, din).reshape(w.shape);
         if (b !== null) b.grad = Vs.select(1, din).contiguous();
