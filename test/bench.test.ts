@@ -314,6 +314,11 @@ test('bench/search/costed: time to a target and in all, in reference epochs from
     assert.deepEqual(rows[0], ['Ref', '1.00, 1.00', '1.00 / 12.00 / 22.00 / 26.00', '26.00', '26.00', '3', '3.0', '4.0']);
     assert.deepEqual(rows[1], ['Two-phase', '3.25, 1.02', '2.00 / 7.00 / 13.00 / 21.00 / 25.00', '25.00', '25.00', '4', (3.25 + 3 * 1.02).toFixed(1), (3.25 + 4 * 1.02).toFixed(1)]);
     assert.deepEqual(rows[2], ['None yet', '1.00, 1.00', 'no epoch yet', '-', '-', 'not reached', '-', '0.0']);
+    // --budget: the metric at the last epoch ending within the budget (b: 3.25 + 2 * 1.02 = 5.29 <= 6 < 6.31).
+    const withBudget = spawnSync(process.execPath, [script, join(dir, 'table.txt'), dir, join(dir, 'bench.json'), '--metric', 'test_bleu', '--budget', '6'], { encoding: 'utf8' });
+    assert.equal(withBudget.status, 0, withBudget.stderr);
+    const budgetCells = withBudget.stdout.trim().split('\n').slice(2).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()).at(-1));
+    assert.deepEqual(budgetCells, ['26.00 (4) (stopped before the budget)', '13.00 (3)', '-']);
     // A cost that is neither a number nor in the bench files is an error that names it.
     writeFileSync(join(dir, 'bad.txt'), 'X | a | nope_over_ref | 1\n');
     const bad = spawnSync(process.execPath, [script, join(dir, 'bad.txt'), dir, join(dir, 'bench.json'), '--metric', 'test_bleu'], { encoding: 'utf8' });

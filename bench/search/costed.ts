@@ -7,6 +7,8 @@
 // step, its later ones fngd_reuse). Reported per run: the metric after each epoch, the last and the
 // best, the first epoch reaching the target, and the time to it and in all in reference epochs
 // (sum over the epochs trained of their step cost; every epoch has the same number of steps).
+// --budget B adds the metric at the last epoch that ends within B reference epochs: the methods
+// compared at one training time (the reference's whole schedule, say), as a paper's "same time" claim reads.
 import { readFileSync } from 'node:fs';
 import { flag } from '../timing.js';
 import { formatMetric, readLog } from './logs.js';
@@ -18,6 +20,8 @@ if (!tableFile || !runsDir || benchFiles.length === 0) throw new Error('usage: c
 const metric = flag(argv, 'metric') ?? 'test_metric';
 const also = flag(argv, 'also');
 const target = Number(flag(argv, 'target') ?? 'NaN');
+const budget = flag(argv, 'budget') === undefined ? undefined : Number(flag(argv, 'budget'));
+if (budget !== undefined && !(budget > 0)) throw new Error(`costed: --budget must be a positive number of reference epochs, got '${flag(argv, 'budget')}'`);
 const bench: Record<string, unknown> = Object.assign({}, ...benchFiles.map((f) => JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>));
 
 const cost = (spec: string): number => {
@@ -27,8 +31,9 @@ const cost = (spec: string): number => {
 };
 const fmt = (v: number | undefined): string => (v === undefined ? '-' : formatMetric(metric, v));
 
-console.log(`| run | step cost (first epoch, later) | ${metric} per epoch | last | best |${also ? ` ${also} last | best |` : ''} epoch reaching ${Number.isNaN(target) ? 'target' : fmt(target)} | reference epochs to it | reference epochs in all |`);
-console.log(`|---|---|---|---|---|${also ? '---|---|' : ''}---|---|---|`);
+console.log(`| run | step cost (first epoch, later) | ${metric} per epoch | last | best |${also ? ` ${also} last | best |` : ''} epoch reaching ${Number.isNaN(target) ? 'target' : fmt(target)} | reference epochs to it | reference epochs in all |`
+  + `${budget === undefined ? '' : ` ${metric}${also ? ` / ${also}` : ''} within ${budget} reference epochs (epoch) |`}`);
+console.log(`|---|---|---|---|---|${also ? '---|---|' : ''}---|---|---|${budget === undefined ? '' : '---|'}`);
 for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
   if (!line.trim() || line.startsWith('#')) continue;
   const [label, run, first, later] = line.split('|').map((c) => c.trim());
@@ -45,5 +50,12 @@ for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
     ...(also ? [fmt(logs.at(-1)?.[also]), fmt(best(also))] : []),
     hit < 0 ? 'not reached' : String(hit + 1), hit < 0 ? '-' : epochsCost(hit + 1).toFixed(1), epochsCost(logs.length).toFixed(1),
   ];
+  if (budget !== undefined) {
+    // Epochs are whole: the last one ending within the budget (a run stopped earlier has not spent it).
+    let n = 0;
+    while (n < logs.length && epochsCost(n + 1) <= budget + 1e-9) n++;
+    const spent = n === logs.length && epochsCost(n + 1) <= budget + 1e-9 ? ' (stopped before the budget)' : '';
+    cells.push(n === 0 ? '-' : `${fmt(logs[n - 1]![metric])}${also ? ` / ${fmt(logs[n - 1]![also])}` : ''} (${n})${spent}`);
+  }
   console.log(`| ${cells.join(' | ')} |`);
 }
