@@ -8,6 +8,7 @@ import { AdamW, SGD, type Optimizer } from '../src/optim/index.js';
 import {
   METHODS, buildMethod, camel, resolveValues,
 } from '../src/precondition/registry.js';
+import { SampleSpacePreconditioner } from '../src/precondition/sample-space.js';
 import { engineSgd, fastIef, fngd, ief, kfac, ngd, thermodynamicNgd, type Preconditioner } from '../src/precondition/index.js';
 import * as T from '../src/tensor/index.js';
 import { cat, grad, keep, linalg, scope, tensor, type Tensor } from '../src/tensor/index.js';
@@ -268,3 +269,17 @@ test('a method\'s settings go into its state dict; a mismatched one is refused b
   free(b);
   model.dispose();
 })));
+
+test('a choice option out of its choices names the method, the option, every choice and the value given', () => scope(() => {
+  const model = tinyMlp(new T.Generator(5));
+  const cases: [() => unknown, RegExp][] = [
+    [() => ngd(model, { mode: 'diag' as never }), /^NGD: option 'mode' must be 'layerwise' or 'global', got 'diag'$/],
+    [() => ngd(model, { normalize: 'l2' as never }), /^NGD: option 'normalize' must be 'sum' or 'none', got 'l2'$/],
+    [() => new SampleSpacePreconditioner(model, { rhs: 3 as never, name: 'x', label: 'X' }), /option 'rhs' must be 'ones', 'ief' or 'uniform', got 3$/],
+    [() => ngd(model, { dampingMode: 'rel' as never }), /^NGD: option 'dampingMode' must be 'absolute' or 'relative', got 'rel'$/],
+    [() => fngd(model, { key: 'id' as never, numSamples: 8, batchesPerEpoch: 2, batchSize: 4 }), /^FNGD: option 'key' must be 'sample' or 'slot', got 'id'$/],
+    [() => thermodynamicNgd(model, { warmStart: 'cold' as never }), /option 'warmStart' must be 'uniform' or 'previous', got 'cold'$/],
+    [() => kfac(model, { embeddings: 2 as never }), /^KFAC: option 'embeddings' must be 'kfac' or 'first-order', got 2$/],
+  ];
+  for (const [make, message] of cases) assert.throws(make, (e: unknown) => e instanceof RangeError && message.test(e.message), String(message));
+}));

@@ -90,9 +90,13 @@ export function definedOnly<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
 
-/** Throws a RangeError naming the option unless `value` is one of `choices`. */
+/** Throws a RangeError naming the option and its choices ("must be 'a', 'b' or 'c'") unless `value` is one of them. */
 export function checkChoice<T extends string>(owner: string, name: string, value: unknown, choices: readonly T[]): T {
-  if (!choices.includes(value as T)) throw new RangeError(`${owner}: option '${name}' must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got ${JSON.stringify(value)}`);
+  if (!choices.includes(value as T)) {
+    const quoted = choices.map((c) => `'${c}'`);
+    const list = quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)!}` : quoted.join('');
+    throw new RangeError(`${owner}: option '${name}' must be ${list}, got ${typeof value === 'string' ? `'${value}'` : String(value)}`);
+  }
   return value as T;
 }
 

@@ -5,7 +5,7 @@
 //              gradient norm, so one value suits every layer and every stage of training)
 // lambda decays by `decay` per epoch down to `floor`.
 import { full, type Tensor } from '../tensor/index.js';
-import { checkOption } from '../optim/optimizer.js';
+import { checkChoice, checkOption } from '../optim/optimizer.js';
 
 export type DampingMode = 'absolute' | 'relative';
 
@@ -19,7 +19,7 @@ export interface Damping {
 /** Checks each field, naming the option (`damping`, `dampingMode`, `dampingDecay`, `minDamping`). */
 export function checkDamping(owner: string, d: Damping): Damping {
   checkOption(owner, 'damping', d.value, { min: 0 });
-  if (d.mode !== 'absolute' && d.mode !== 'relative') throw new RangeError(`${owner}: option 'dampingMode' must be 'absolute' or 'relative', got '${String(d.mode)}'`);
+  checkChoice(owner, 'dampingMode', d.mode, ['absolute', 'relative']);
   checkOption(owner, 'dampingDecay', d.decay, { min: 0, max: 1, minExclusive: true });
   checkOption(owner, 'minDamping', d.floor, { min: 0 });
   return d;

@@ -9,6 +9,7 @@
 //                 direction with the fresh one (cosine, from the Grams); below `probeThreshold`
 //                 the next epoch becomes a solve epoch. The probed step uses the fresh coefficients.
 // The store, the layout and the probe's plan are in the state dict: a resumed run continues exactly.
+import { checkChoice } from '../optim/optimizer.js';
 import type { StepInput } from '../optim/step.js';
 import type { Tensor } from '../tensor/index.js';
 import { CoefficientStore, type CoefficientKey, type CoefficientStoreMeta } from './coefficient-store.js';
@@ -46,7 +47,7 @@ export interface ReuseMeta {
 /** Checks the options (errors name them) and fills the defaults. */
 export function reuseSettings(owner: string, o: ReuseOptions): ReuseSettings {
   const { key = 'sample', numSamples, batchesPerEpoch, batchSize = 128, refreshEvery = 0, probeEvery = 0, probeThreshold = 0.9 } = o;
-  if (key !== 'sample' && key !== 'slot') throw new RangeError(`${owner}: option 'key' must be 'sample' or 'slot', got '${String(key)}'`);
+  checkChoice(owner, 'key', key, ['sample', 'slot']);
   const positive = (k: string, v: unknown): number => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new RangeError(`${owner}: option '${k}' must be a positive integer, got ${String(v)}`);
     return v;

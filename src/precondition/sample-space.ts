@@ -14,6 +14,7 @@
 // gradient; `coverage()` says which.
 import { CurvatureEngine, type Alpha, type Capture, type CurvatureOptions } from '../curvature/index.js';
 import type { Module } from '../nn/module.js';
+import { checkChoice } from '../optim/optimizer.js';
 import type { StepInput, StepStats } from '../optim/step.js';
 import { convertedTo, empty, noGrad, scope, stack, tensor, zeros, type Tensor } from '../tensor/index.js';
 import { warn } from '../warnings.js';
@@ -86,9 +87,9 @@ export class SampleSpacePreconditioner implements Preconditioner {
     const owner = o.label;
     const { damping = 10, dampingMode = 'relative', dampingDecay = 1, minDamping = 0, mode = 'layerwise', normalize = 'sum', rhs = 'ones' } = o;
     this.#damping = checkDamping(owner, { value: damping, mode: dampingMode, decay: dampingDecay, floor: minDamping });
-    if (mode !== 'layerwise' && mode !== 'global') throw new RangeError(`${owner}: option 'mode' must be 'layerwise' or 'global', got '${String(mode)}'`);
-    if (!NORMALIZATIONS.includes(normalize)) throw new RangeError(`${owner}: option 'normalize' must be one of ${NORMALIZATIONS.join(', ')}, got '${String(normalize)}'`);
-    if (!RIGHT_HAND_SIDES.includes(rhs)) throw new RangeError(`${owner}: option 'rhs' must be one of ${RIGHT_HAND_SIDES.join(', ')}, got '${String(rhs)}'`);
+    checkChoice(owner, 'mode', mode, ['layerwise', 'global']);
+    checkChoice(owner, 'normalize', normalize, NORMALIZATIONS);
+    checkChoice(owner, 'rhs', rhs, RIGHT_HAND_SIDES);
     // Checked before the engine taps the model: a throw after would leave it tapped.
     const reuse = o.reuse === undefined || o.reuse === null ? null : reuseSettings(owner, o.reuse);
     this.name = o.name;

@@ -41,7 +41,7 @@
 // change t). With the same options, a restored solver returns bitwise what the original would
 // have returned on its next call.
 import { deriveSeed } from '../data/rng.js';
-import { checkOption } from '../optim/optimizer.js';
+import { checkChoice, checkOption } from '../optim/optimizer.js';
 import { callOp, eye, Generator, keep, noGrad, randn, scope, Tensor } from '../tensor/index.js';
 import type { CoefficientSolver, SolveInput, SolveOutput, SolverStateDict } from './solver.js';
 
@@ -104,9 +104,7 @@ class ThermodynamicSolver implements CoefficientSolver {
     const seed = o.seed ?? 0;
     if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`${OWNER}: option 'seed' must be a non-negative safe integer, got ${String(seed)}`);
     const warmStart = o.warmStart ?? 'uniform';
-    if (warmStart !== 'uniform' && warmStart !== 'previous') {
-      throw new RangeError(`${OWNER}: option 'warmStart' must be 'uniform' or 'previous', got ${JSON.stringify(warmStart)}`);
-    }
+    checkChoice(OWNER, 'warmStart', warmStart, ['uniform', 'previous']);
     this.settings = { t, dt, kappa0, warmStart, seed, tau };
   }
 
