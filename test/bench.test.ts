@@ -319,6 +319,19 @@ test('bench/search/costed: time to a target and in all, in reference epochs from
     assert.equal(withBudget.status, 0, withBudget.stderr);
     const budgetCells = withBudget.stdout.trim().split('\n').slice(2).map((l) => l.split('|').slice(1, -1).map((c) => c.trim()).at(-1));
     assert.deepEqual(budgetCells, ['26.00 (4) (stopped before the budget)', '13.00 (3)', '-']);
+    // --svg: per epoch and against reference epochs; b's last point sits at x = 3.25 + 4 * 1.02 on the time chart.
+    writeFileSync(join(dir, 'table2.txt'), 'Ref (whole schedule) | a | 1 | 1\nTwo-phase | b | solve_over_ref | reuse_over_ref\n');
+    const svgFile = join(dir, 'm.svg');
+    const drawn = spawnSync(process.execPath, [script, join(dir, 'table2.txt'), dir, join(dir, 'bench.json'), '--metric', 'test_bleu', '--budget', '6', '--svg', svgFile], { encoding: 'utf8' });
+    assert.equal(drawn.status, 0, drawn.stderr);
+    const svg = readFileSync(svgFile, 'utf8');
+    assert.equal(svg.match(/>Ref</g)?.length, 2, 'legend names drop the parenthesized remark, one per chart');
+    assert.match(svg, />test_bleu against training time</);
+    assert.match(svg, />budget 6</);
+    assert.equal(svg.match(/<circle /g)?.length, 2 * (4 + 5), 'every epoch a point, in both charts');
+    // The time axis runs from 0 to the largest cost plus 4%: b's last point at 64 + plot width / 1.04 px
+    // (plot width: 560 px less the margins, the legend 40 + 6 px per character of 'Two-phase').
+    assert.match(svg, new RegExp(`<circle cx="${(64 + (560 - 64 - 16) / 1.04).toFixed(1)}" `));
     // A cost that is neither a number nor in the bench files is an error that names it.
     writeFileSync(join(dir, 'bad.txt'), 'X | a | nope_over_ref | 1\n');
     const bad = spawnSync(process.execPath, [script, join(dir, 'bad.txt'), dir, join(dir, 'bench.json'), '--metric', 'test_bleu'], { encoding: 'utf8' });

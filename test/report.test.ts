@@ -135,6 +135,12 @@ test('svg: nice ticks, log ticks, labels, escaping, empty and bad data', () => {
   const one = lineChart([{ name: 'sgd', points: [[1, 1]] }], { title: 't', xLabel: 'x', yLabel: 'y' });
   assert.doesNotMatch(one, /NaN|Infinity/, 'a single point gets a non-degenerate range');
   assert.match(one, /stroke="#0072B2"/, 'sgd keeps its colour');
+  // A vertical line sits where its x is on the axis: x in [0, 10] padded by 4% each side, plot from 64 to 640 - 16 - 200 px.
+  const budget = lineChart([{ name: 'a', points: [[0, 1], [10, 2]] }], { title: 't', xLabel: 'x', yLabel: 'y', legendWidth: 200, vlines: [{ x: 5, label: 'budget' }] });
+  const pw = 640 - 64 - 16 - 200;
+  assert.match(budget, new RegExp(`<line x1="${(64 + pw / 2).toFixed(1)}" y1="36.0" x2="${(64 + pw / 2).toFixed(1)}" y2="${(360 - 48).toFixed(1)}" stroke="#888" stroke-dasharray="5 4"/>`));
+  assert.match(budget, />budget</);
+  assert.match(budget, new RegExp(`<line x1="${64 + pw + 14}" `), 'the legend starts right of the narrower plot');
   const both = sideBySide([one, one]);
   assert.match(both, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" width="1280" height="360"/);
   assert.equal(both.match(/<svg x="640" y="0" /g)?.length, 1);

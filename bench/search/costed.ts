@@ -1,6 +1,6 @@
 // Runs side by side with their time counted in quiet-machine steps of a reference method, for runs
 // made on a loaded machine (several at once, under other work) whose wall times do not compare.
-//   node dist/bench/search/costed.js TABLE RUNS_DIR BENCH.json [BENCH.json ...] --metric test_bleu [--also test_bleu_beam4] [--target 20]
+//   node dist/bench/search/costed.js TABLE RUNS_DIR BENCH.json [BENCH.json ...] --metric test_bleu [--also test_bleu_beam4] [--target 20] [--budget 10] [--svg FILE]
 // TABLE: one line per run, "LABEL | RUN | FIRST | LATER": FIRST and LATER are the step cost of the
 // first epoch and of later ones over the reference's step, each a number or a key of the bench JSON
 // files (bench:optimizers --json, e.g. ngd_over_adamw_transformer; FNGD's first epoch is an NGD
@@ -9,14 +9,16 @@
 // (sum over the epochs trained of their step cost; every epoch has the same number of steps).
 // --budget B adds the metric at the last epoch that ends within B reference epochs: the methods
 // compared at one training time (the reference's whole schedule, say), as a paper's "same time" claim reads.
-import { readFileSync } from 'node:fs';
+// --svg FILE draws the metric per epoch and against reference epochs (the budget a dashed line).
+import { readFileSync, writeFileSync } from 'node:fs';
+import { lineChart, sideBySide, type Series } from '../../src/report/svg.js';
 import { flag } from '../timing.js';
 import { formatMetric, readLog } from './logs.js';
 
 const argv = process.argv.slice(2);
 const positional = argv.filter((a, i) => !a.startsWith('--') && !(i > 0 && argv[i - 1]!.startsWith('--')));
 const [tableFile, runsDir, ...benchFiles] = positional;
-if (!tableFile || !runsDir || benchFiles.length === 0) throw new Error('usage: costed TABLE RUNS_DIR BENCH.json [...] --metric KEY [--also KEY] [--target T]');
+if (!tableFile || !runsDir || benchFiles.length === 0) throw new Error('usage: costed TABLE RUNS_DIR BENCH.json [...] --metric KEY [--also KEY] [--target T] [--budget B] [--svg FILE]');
 const metric = flag(argv, 'metric') ?? 'test_metric';
 const also = flag(argv, 'also');
 const target = Number(flag(argv, 'target') ?? 'NaN');
@@ -34,6 +36,8 @@ const fmt = (v: number | undefined): string => (v === undefined ? '-' : formatMe
 console.log(`| run | step cost (first epoch, later) | ${metric} per epoch | last | best |${also ? ` ${also} last | best |` : ''} epoch reaching ${Number.isNaN(target) ? 'target' : fmt(target)} | reference epochs to it | reference epochs in all |`
   + `${budget === undefined ? '' : ` ${metric}${also ? ` / ${also}` : ''} within ${budget} reference epochs (epoch) |`}`);
 console.log(`|---|---|---|---|---|${also ? '---|---|' : ''}---|---|---|${budget === undefined ? '' : '---|'}`);
+const perEpoch: Series[] = [];
+const perCost: Series[] = [];
 for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
   if (!line.trim() || line.startsWith('#')) continue;
   const [label, run, first, later] = line.split('|').map((c) => c.trim());
@@ -58,4 +62,19 @@ for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
     cells.push(n === 0 ? '-' : `${fmt(logs[n - 1]![metric])}${also ? ` / ${fmt(logs[n - 1]![also])}` : ''} (${n})${spent}`);
   }
   console.log(`| ${cells.join(' | ')} |`);
+  // Legends keep the label without its parenthesized remarks.
+  const name = label.replace(/\s*\([^)]*\)/g, '');
+  perEpoch.push({ name, points: values.map((v, i) => [i + 1, v ?? NaN]) });
+  perCost.push({ name, points: values.map((v, i) => [epochsCost(i + 1), v ?? NaN]) });
+}
+const svgFile = flag(argv, 'svg');
+if (svgFile !== undefined) {
+  const hlines = Number.isNaN(target) ? [] : [{ y: target, label: `target ${fmt(target)}` }];
+  const vlines = budget === undefined ? [] : [{ x: budget, label: `budget ${budget}` }];
+  const legendWidth = 40 + 6 * Math.max(...perEpoch.map((s) => s.name.length));
+  const size = { width: 560 + legendWidth, height: Math.max(360, 100 + 18 * perEpoch.length), legendWidth };
+  writeFileSync(svgFile, sideBySide([
+    lineChart(perEpoch, { title: `${metric} per epoch`, xLabel: 'epoch', yLabel: metric, xMin: 0, hlines, ...size }),
+    lineChart(perCost, { title: `${metric} against training time`, xLabel: 'training time (quiet-machine reference epochs)', yLabel: metric, xMin: 0, hlines, vlines, ...size }),
+  ]));
 }

@@ -22,13 +22,17 @@ export interface ChartOptions {
   xMin?: number;
   /** Horizontal reference lines, drawn dashed and labelled at the right end. */
   hlines?: { y: number; label: string }[];
+  /** Vertical reference lines (a time budget, say), drawn dashed and labelled at the top. */
+  vlines?: { x: number; label: string }[];
   width?: number;
+  /** Room right of the plot for the legend (default 120 px; long series names need more). */
+  legendWidth?: number;
   height?: number;
 }
 
-/** Okabe-Ito colours (readable by colour-blind readers); the optimizers keep theirs in every chart. */
+/** Okabe-Ito colours (readable by colour-blind readers), then grey and brown for a ninth and tenth series; the optimizers keep theirs in every chart. */
 const NAMED: Record<string, string> = { sgd: '#0072B2', adamw: '#E69F00', kfac: '#CC79A7', ngd: '#009E73', fngd: '#D55E00' };
-const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000'];
+const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000', '#999999', '#8C510A'];
 
 /** Numbers in the SVG: one decimal is sub-pixel and keeps files small and stable. */
 const px = (v: number): string => {
@@ -99,7 +103,7 @@ function domain(vs: number[], log: boolean): [number, number] {
 export function lineChart(series: Series[], o: ChartOptions): string {
   const W = o.width ?? 640;
   const H = o.height ?? 360;
-  const legendW = 120;
+  const legendW = o.legendWidth ?? 120;
   const m = { left: 64, right: 16 + legendW, top: 36, bottom: 48 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
@@ -119,6 +123,7 @@ export function lineChart(series: Series[], o: ChartOptions): string {
     return `${out.join('\n')}\n`;
   }
 
+  for (const v of o.vlines ?? []) if (Number.isFinite(v.x)) xs.push(v.x);
   if (o.xMin !== undefined) xs.push(o.xMin);
   let [x0, x1] = domain(xs, false);
   if (o.xMin !== undefined && o.xMin <= Math.min(...xs)) x0 = o.xMin;
@@ -153,6 +158,11 @@ export function lineChart(series: Series[], o: ChartOptions): string {
     if (!Number.isFinite(h.y) || (log && h.y <= 0) || h.y < y0 || h.y > y1) continue;
     out.push(`<line x1="${px(m.left)}" y1="${px(sy(h.y))}" x2="${px(m.left + pw)}" y2="${px(sy(h.y))}" stroke="#888" stroke-dasharray="5 4"/>`);
     out.push(`<text x="${px(m.left + pw - 4)}" y="${px(sy(h.y) - 4)}" text-anchor="end" fill="#666">${esc(h.label)}</text>`);
+  }
+  for (const v of o.vlines ?? []) {
+    if (!Number.isFinite(v.x)) continue;
+    out.push(`<line x1="${px(sx(v.x))}" y1="${px(m.top)}" x2="${px(sx(v.x))}" y2="${px(m.top + ph)}" stroke="#888" stroke-dasharray="5 4"/>`);
+    out.push(`<text x="${px(sx(v.x) - 4)}" y="${px(m.top + 12)}" text-anchor="end" fill="#666">${esc(v.label)}</text>`);
   }
 
   // Series, then the legend (right of the plot, so it never hides data).
