@@ -30,9 +30,9 @@ export interface ChartOptions {
   height?: number;
 }
 
-/** Okabe-Ito colours (readable by colour-blind readers), then grey and brown for a ninth and tenth series; the optimizers keep theirs in every chart. */
+/** Okabe-Ito colours (readable by colour-blind readers), then grey, brown, dark green and wine (Tol) for a ninth to twelfth series; the optimizers keep theirs in every chart. */
 const NAMED: Record<string, string> = { sgd: '#0072B2', adamw: '#E69F00', kfac: '#CC79A7', ngd: '#009E73', fngd: '#D55E00' };
-const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000', '#999999', '#8C510A'];
+const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#D55E00', '#CC79A7', '#56B4E9', '#F0E442', '#000000', '#999999', '#8C510A', '#117733', '#882255'];
 
 /** Numbers in the SVG: one decimal is sub-pixel and keeps files small and stable. */
 const px = (v: number): string => {
