@@ -11,7 +11,7 @@
 // compared at one training time (the reference's whole schedule, say), as a paper's "same time" claim reads.
 // --svg FILE draws the metric per epoch and against reference epochs (the budget a dashed line).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { lineChart, sideBySide, type Series } from '../../src/report/svg.js';
+import { metricCharts } from '../../src/report/svg.js';
 import { flag } from '../timing.js';
 import { formatMetric, readLog } from './logs.js';
 
@@ -36,8 +36,7 @@ const fmt = (v: number | undefined): string => (v === undefined ? '-' : formatMe
 console.log(`| run | step cost (first epoch, later) | ${metric} per epoch | last | best |${also ? ` ${also} last | best |` : ''} epoch reaching ${Number.isNaN(target) ? 'target' : fmt(target)} | reference epochs to it | reference epochs in all |`
   + `${budget === undefined ? '' : ` ${metric}${also ? ` / ${also}` : ''} within ${budget} reference epochs (epoch) |`}`);
 console.log(`|---|---|---|---|---|${also ? '---|---|' : ''}---|---|---|${budget === undefined ? '' : '---|'}`);
-const perEpoch: Series[] = [];
-const perCost: Series[] = [];
+const charted: { name: string; epochs: { epoch: number; time: number; value: number }[] }[] = [];
 for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
   if (!line.trim() || line.startsWith('#')) continue;
   const [label, run, first, later] = line.split('|').map((c) => c.trim());
@@ -64,17 +63,15 @@ for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
   console.log(`| ${cells.join(' | ')} |`);
   // Legends keep the label without its parenthesized remarks.
   const name = label.replace(/\s*\([^)]*\)/g, '');
-  perEpoch.push({ name, points: values.map((v, i) => [i + 1, v ?? NaN]) });
-  perCost.push({ name, points: values.map((v, i) => [epochsCost(i + 1), v ?? NaN]) });
+  charted.push({ name, epochs: values.map((v, epoch) => ({ epoch, time: epochsCost(epoch + 1), value: v ?? NaN })) });
 }
 const svgFile = flag(argv, 'svg');
 if (svgFile !== undefined) {
   const hlines = Number.isNaN(target) ? [] : [{ y: target, label: `target ${fmt(target)}` }];
   const vlines = budget === undefined ? [] : [{ x: budget, label: `budget ${budget}` }];
-  const legendWidth = 40 + 6 * Math.max(...perEpoch.map((s) => s.name.length));
-  const size = { width: 560 + legendWidth, height: Math.max(360, 100 + 18 * perEpoch.length), legendWidth };
-  writeFileSync(svgFile, sideBySide([
-    lineChart(perEpoch, { title: `${metric} per epoch`, xLabel: 'epoch', yLabel: metric, xMin: 0, hlines, ...size }),
-    lineChart(perCost, { title: `${metric} against training time`, xLabel: 'training time (quiet-machine reference epochs)', yLabel: metric, xMin: 0, hlines, vlines, ...size }),
-  ]));
+  const legendWidth = 40 + 6 * Math.max(...charted.map((s) => s.name.length));
+  writeFileSync(svgFile, metricCharts(metric, charted, {
+    timeLabel: 'training time (quiet-machine reference epochs)', hlines, vlines,
+    width: 560 + legendWidth, height: Math.max(360, 100 + 18 * charted.length), legendWidth,
+  }));
 }

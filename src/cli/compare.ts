@@ -4,7 +4,7 @@
 // against training time; --json writes the numbers.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { lineChart, sideBySide } from '../report/svg.js';
+import { metricCharts } from '../report/svg.js';
 import { readCheckpointInfo } from '../train/checkpoint.js';
 import { warn } from '../warnings.js';
 import { helpText, parseFlags, UsageError, type FlagSpec } from './args.js';
@@ -117,13 +117,8 @@ export function compareTable(r: { metric: string; runs: ComparedRun[] }, target?
 
 export function compareSvg(r: { metric: string; runs: ComparedRun[] }, target?: number): string {
   const hlines = target === undefined ? [] : [{ y: target, label: `target ${target}` }];
-  const series = (x: (e: ComparedRun['epochs'][number]) => number) => r.runs.map((run) => ({
-    name: run.label, points: run.epochs.map((e) => [x(e), e.value] as [number, number]),
-  }));
-  return sideBySide([
-    lineChart(series((e) => e.epoch + 1), { title: `${r.metric} per epoch`, xLabel: 'epoch', yLabel: r.metric, xMin: 0, hlines }),
-    lineChart(series((e) => e.trainSeconds), { title: `${r.metric} against training time`, xLabel: 'training time (s)', yLabel: r.metric, xMin: 0, hlines }),
-  ]);
+  const runs = r.runs.map((run) => ({ name: run.label, epochs: run.epochs.map((e) => ({ epoch: e.epoch, time: e.trainSeconds, value: e.value })) }));
+  return metricCharts(r.metric, runs, { timeLabel: 'training time (s)', hlines });
 }
 
 export async function compareCommand(argv: string[]): Promise<void> {

@@ -184,6 +184,25 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   return `${out.join('\n')}\n`;
 }
 
+/**
+ * A metric per epoch and against training time, side by side: what `fngd compare` and the search
+ * tables draw. `epoch` counts from 0; `time` is in whatever unit `timeLabel` names.
+ */
+export function metricCharts(
+  metric: string,
+  runs: { name: string; epochs: { epoch: number; time: number; value: number }[] }[],
+  o: { timeLabel: string } & Pick<ChartOptions, 'hlines' | 'vlines' | 'width' | 'height' | 'legendWidth'>,
+): string {
+  const { timeLabel, vlines, ...shared } = o;
+  const series = (x: (e: { epoch: number; time: number }) => number): Series[] => runs.map((run) => ({
+    name: run.name, points: run.epochs.map((e) => [x(e), e.value] as [number, number]),
+  }));
+  return sideBySide([
+    lineChart(series((e) => e.epoch + 1), { title: `${metric} per epoch`, xLabel: 'epoch', yLabel: metric, xMin: 0, ...shared }),
+    lineChart(series((e) => e.time), { title: `${metric} against training time`, xLabel: timeLabel, yLabel: metric, xMin: 0, vlines, ...shared }),
+  ]);
+}
+
 /** Charts from `lineChart` placed in one row of one SVG (nested <svg> elements keep their own coordinates). */
 export function sideBySide(charts: string[]): string {
   const size = (svg: string): [number, number] => {
