@@ -22,8 +22,9 @@ if (!tableFile || !runsDir || benchFiles.length === 0) throw new Error('usage: c
 const metric = flag(argv, 'metric') ?? 'test_metric';
 const also = flag(argv, 'also');
 const target = Number(flag(argv, 'target') ?? 'NaN');
-const budget = flag(argv, 'budget') === undefined ? undefined : Number(flag(argv, 'budget'));
-if (budget !== undefined && !(budget > 0)) throw new Error(`costed: --budget must be a positive number of reference epochs, got '${flag(argv, 'budget')}'`);
+const budgetFlag = flag(argv, 'budget');
+const budget = budgetFlag === undefined ? undefined : Number(budgetFlag);
+if (budget !== undefined && !(budget > 0)) throw new Error(`costed: --budget must be a positive number of reference epochs, got '${budgetFlag}'`);
 const bench: Record<string, unknown> = Object.assign({}, ...benchFiles.map((f) => JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>));
 
 const cost = (spec: string): number => {
@@ -55,9 +56,10 @@ for (const line of readFileSync(tableFile, 'utf8').split('\n')) {
   ];
   if (budget !== undefined) {
     // Epochs are whole: the last one ending within the budget (a run stopped earlier has not spent it).
+    const fits = (epochs: number): boolean => epochsCost(epochs) <= budget + 1e-9;
     let n = 0;
-    while (n < logs.length && epochsCost(n + 1) <= budget + 1e-9) n++;
-    const spent = n === logs.length && epochsCost(n + 1) <= budget + 1e-9 ? ' (stopped before the budget)' : '';
+    while (n < logs.length && fits(n + 1)) n++;
+    const spent = n === logs.length && fits(n + 1) ? ' (stopped before the budget)' : '';
     cells.push(n === 0 ? '-' : `${fmt(logs[n - 1]![metric])}${also ? ` / ${fmt(logs[n - 1]![also])}` : ''} (${n})${spent}`);
   }
   console.log(`| ${cells.join(' | ')} |`);
